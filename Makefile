@@ -1,0 +1,51 @@
+# tinyzoo: `make serve` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+MODELS := digit-resnet digit-inception name-gru char-rnn-hello char-rnn-shakespeare
+
+.PHONY: install serve test lint typecheck train train-lecture bench clean
+
+install: $(STAMP)
+
+# Reinstalls only when the project's requirements change; constraints pin the CPU torch wheel.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+serve: install
+	$(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(PY) -m mypy
+
+# Full default recipes, one after another (about an hour on 2 cores); writes weights/<model>/.
+train: install
+	for m in $(MODELS); do $(PY) -m training $$m || exit 1; done
+
+# The lecture's own hyperparameters, for the baseline table in the README (written to a temp dir).
+train-lecture: install
+	for m in digit-inception digit-resnet name-gru; do \
+		$(PY) -m training $$m --recipe lecture --out build/lecture || exit 1; done
+
+bench: install
+	$(PY) -m bench.realistic_digits
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""One error model: a hierarchy of service errors, each mapped to one HTTP status.
+
+Routes and services raise these; ``app.problems`` turns them into RFC 9457
+``application/problem+json`` responses. Nothing else builds error responses.
+"""
+
+from typing import Any, ClassVar
+
+
+class ServiceError(Exception):
+    """Base of every error a client can be told about."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class BadRequest(ServiceError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class UndecodableImage(BadRequest):
+    slug, title = "undecodable-image", "Image could not be decoded"
+
+
+class Unauthorized(ServiceError):
+    status, slug, title = 401, "unauthorized", "Missing or invalid API key"
+
+
+class NotFound(ServiceError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class PayloadTooLarge(ServiceError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class InvalidInput(ServiceError):
+    status, slug, title = 422, "invalid-input", "Invalid input"
+
+
+class NoDigitFound(InvalidInput):
+    slug, title = "no-digit-found", "No digit found"
+
+
+class QueueFull(ServiceError):
+    status, slug, title = 429, "queue-full", "Too many requests queued"
+
+
+class NotReady(ServiceError):
+    status, slug, title = 503, "not-ready", "Service not ready"
+
+
+class ModelUnavailable(NotReady):
+    slug, title = "model-unavailable", "Model unavailable"
+
+
+class DeadlineExceeded(ServiceError):
+    status, slug, title = 504, "timeout", "Request timed out"

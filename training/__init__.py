@@ -1,0 +1,1 @@
+"""Offline training recipes that write the committed checkpoints under ``weights/``."""

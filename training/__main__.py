@@ -1,0 +1,137 @@
+"""Command line: ``python -m training NAME``, ``python -m training evaluate NAME``, ``... hello``."""
+
+import argparse
+import json
+import sys
+import tempfile
+from importlib import import_module
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.common import Run, resolve_device
+from training.data import DataError, default_data_dir
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+TRAINERS = {
+    "digit-inception": "training.digits:train_digits",
+    "digit-resnet": "training.digits:train_digits",
+    "name-gru": "training.names:train_names",
+    "char-rnn-hello": "training.char:train_hello",
+    "char-rnn-shakespeare": "training.char:train_shakespeare",
+}
+
+
+def _trainer(name: str) -> Callable[[Run], dict[str, Any]]:
+    module, func = TRAINERS[name].split(":")
+    trainer: Callable[[Run], dict[str, Any]] = getattr(import_module(module), func)
+    return trainer
+
+
+MODEL_NAMES = tuple(TRAINERS)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None, help="default: $TINYZOO_DATA_DIR or ../shared/data")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in MODEL_NAMES:
+        p = sub.add_parser(name, help=f"train {name}")
+        _add_common(p)
+        p.add_argument("--out", type=Path, default=PROJECT / "weights", help="default: weights/")
+        p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--recipe", choices=("default", "lecture"), default="default")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE",
+            help="override one recipe setting, e.g. --set lr=0.002 (repeatable)",
+        )
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        p.add_argument(
+            "--dry-run", action="store_true", help="one batch; writes a checkpoint to a temp dir"
+        )
+    ev = sub.add_parser("evaluate", help="re-evaluate a committed checkpoint on held-out data")
+    ev.add_argument("name", choices=MODEL_NAMES)
+    ev.add_argument("--weights", type=Path, default=PROJECT / "weights")
+    _add_common(ev)
+    hello = sub.add_parser("hello", help="the lecture-12 'hello' -> 'ohlol' walkthroughs")
+    hello.add_argument("--variant", choices=("rnncell", "rnn", "embedding"), default="embedding")
+    hello.add_argument("--epochs", type=int, default=15)
+    hello.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    if args.command == "hello":
+        from training.walkthroughs import run_hello
+
+        predicted = run_hello(args.variant, epochs=args.epochs, seed=args.seed)
+        return 0 if predicted == "ohlol" else 1
+    data_dir = args.data_dir or default_data_dir()
+    device = resolve_device(args.device)
+    try:
+        if args.command == "evaluate":
+            from training.evaluate import evaluate
+
+            print(json.dumps(evaluate(args.name, args.weights, data_dir, device), indent=2))
+            return 0
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.dry_run:
+            with tempfile.TemporaryDirectory(prefix="tinyzoo-dry-run-") as tmp:
+                card = _train(args, argv, data_dir, device, Path(tmp))
+                print(f"dry run ok: wrote a loadable checkpoint for {card['name']} to {tmp}")
+            return 0
+        card = _train(args, argv, data_dir, device, args.out)
+        print(json.dumps({"name": card["name"], "metrics": card["metrics"],
+                          "wall_time_s": card["wall_time_s"]}, indent=2))
+        return 0
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(
+    args: argparse.Namespace, argv: list[str], data_dir: Path, device: torch.device, out: Path
+) -> dict[str, Any]:
+    run = Run(
+        name=args.command,
+        out_dir=out,
+        data_dir=data_dir,
+        seed=args.seed,
+        device=device,
+        recipe=args.recipe,
+        dry_run=args.dry_run,
+        argv=argv,
+        overrides=_overrides(args),
+    )
+    card = _trainer(args.command)(run)
+    if args.dry_run:
+        from models.checkpoint import load_checkpoint
+
+        load_checkpoint(run.model_dir)
+    return card
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    pairs = dict(item.split("=", 1) for item in args.set if "=" in item)
+    bad = [item for item in args.set if "=" not in item]
+    if bad:
+        raise SystemExit(f"--set expects KEY=VALUE, got {bad}")
+    if args.epochs is not None:
+        pairs["epochs"] = str(args.epochs)
+    return pairs
+
+
+if __name__ == "__main__":
+    sys.exit(main())

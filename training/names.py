@@ -1,0 +1,193 @@
+"""Recipe for the surname -> country GRU (``name-gru``)."""
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from models import NameGRU, NameGRUConfig
+from models.text import NAME_MAX_LENGTH, encode_name, normalize_name
+from training.common import History, Run, apply_overrides, seed_everything
+from training.data import checksums, load_names, names_paths
+
+PREPROCESSING = {
+    "normalize": "models.text.normalize_name: drop symbols, anyascii transliteration, "
+    "letters/apostrophe/space only, collapse spaces, title-case words",
+    "encoding": "ASCII code of each character",
+    "max_length": NAME_MAX_LENGTH,
+}
+
+
+@dataclass(frozen=True)
+class NameRecipe:
+    """Optimisation settings for one name-gru run."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    one_cycle: bool = False
+    label_smoothing: float = 0.0
+    val_fraction: float = 0.0
+    drop_junk: bool = False
+
+
+RECIPES = {
+    "lecture": NameRecipe(epochs=100, batch_size=256, lr=1e-3),
+    "default": NameRecipe(
+        epochs=60,
+        batch_size=64,
+        lr=1e-3,
+        weight_decay=1e-2,
+        dropout=0.4,
+        one_cycle=True,
+        label_smoothing=0.05,
+        val_fraction=0.1,
+        drop_junk=True,
+    ),
+}
+
+
+def encode_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised names -> B x T zero-padded ASCII codes and B lengths."""
+    codes = [encode_name(n) for n in names]
+    lengths = torch.tensor([len(c) for c in codes], dtype=torch.long)
+    padded = torch.zeros(len(codes), int(lengths.max()), dtype=torch.long)
+    for i, c in enumerate(codes):
+        padded[i, : len(c)] = torch.tensor(c)
+    return padded, lengths
+
+
+@torch.inference_mode()
+def predict_names(model: nn.Module, names: list[str], device: torch.device) -> torch.Tensor:
+    """N x C class probabilities for normalised names, in batches of 512."""
+    model.eval()
+    out = []
+    for start in range(0, len(names), 512):
+        codes, lengths = encode_batch(names[start : start + 512])
+        out.append(F.softmax(model(codes.to(device), lengths), dim=1).cpu())
+    return torch.cat(out)
+
+
+def name_metrics(
+    probs: torch.Tensor, targets: torch.Tensor, seen: list[bool], num_classes: int
+) -> dict[str, float]:
+    """Top-1, top-3, macro-F1, loss, and top-1 on the rows whose name is not in train."""
+    pred = probs.argmax(1)
+    correct = pred == targets
+    top3 = (probs.topk(3, dim=1).indices == targets[:, None]).any(1)
+    f1s = []
+    for c in range(num_classes):
+        tp = int(((pred == c) & (targets == c)).sum())
+        fp = int(((pred == c) & (targets != c)).sum())
+        fn = int(((pred != c) & (targets == c)).sum())
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    unseen = ~torch.tensor(seen)
+    nll = -torch.log(probs[torch.arange(len(targets)), targets].clamp_min(1e-12)).mean()
+    return {
+        "accuracy": float(correct.float().mean()),
+        "top3_accuracy": float(top3.float().mean()),
+        "macro_f1": sum(f1s) / num_classes,
+        "loss": float(nll),
+        "accuracy_unseen_names": float(correct[unseen].float().mean()),
+        "unseen_names": int(unseen.sum()),
+        "examples": len(targets),
+    }
+
+
+def evaluate_names(
+    model: nn.Module, labels: list[str], data_dir: Any, device: torch.device
+) -> dict[str, float]:
+    """Metrics on every row of names_test (normalised as the card says)."""
+    train_names = {normalize_name(n) for n, _ in load_names(data_dir, "train")}
+    test = load_names(data_dir, "test")
+    names = [normalize_name(n) for n, _ in test]
+    targets = torch.tensor([labels.index(label) for _, label in test])
+    probs = predict_names(model, names, device)
+    return name_metrics(probs, targets, [n in train_names for n in names], len(labels))
+
+
+def train_names(run: Run) -> dict[str, Any]:
+    """Train name-gru with ``run.recipe`` and write its checkpoint."""
+    recipe = apply_overrides(RECIPES[run.recipe], run.overrides)
+    gen = seed_everything(run.seed)
+    rows = load_names(run.data_dir, "train", drop_junk=recipe.drop_junk)
+    labels = sorted({label for _, label in rows})
+    config = NameGRUConfig(num_classes=len(labels), dropout=recipe.dropout)
+    model = NameGRU(config).to(run.device)
+
+    names = [normalize_name(n) for n, _ in rows]
+    targets = torch.tensor([labels.index(label) for _, label in rows])
+    order = torch.randperm(len(names), generator=gen)
+    n_val = int(len(names) * recipe.val_fraction)
+    val_idx, train_idx = order[:n_val].tolist(), order[n_val:].tolist()
+    steps = math.ceil(len(train_idx) / recipe.batch_size)
+    if run.dry_run:
+        steps, recipe = 1, NameRecipe(**{**asdict(recipe), "epochs": 1})
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps
+        )
+        if recipe.one_cycle
+        else None
+    )
+    history = History()
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch")
+    for _ in bar:
+        model.train()
+        perm = torch.tensor(train_idx)[torch.randperm(len(train_idx), generator=gen)].tolist()
+        loss_sum, seen = 0.0, 0
+        for step in tqdm(range(steps), leave=False, unit="batch"):
+            idx = perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            codes, lengths = encode_batch([names[i] for i in idx])
+            logits = model(codes.to(run.device), lengths)
+            y = targets[idx].to(run.device)
+            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
+        history.log(train_loss=loss_sum / seen)
+        if n_val:
+            probs = predict_names(model, [names[i] for i in val_idx], run.device)
+            y_val = targets[val_idx]
+            acc = float((probs.argmax(1) == y_val).float().mean())
+            nll = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), y_val))
+            history.log(val_loss=nll, val_accuracy=acc)
+            bar.set_postfix(val_accuracy=f"{acc:.4f}")
+            if best is None or acc >= best[0]:
+                best = (acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        else:
+            held = evaluate_names(model, labels, run.data_dir, run.device)
+            history.log(test_loss=held["loss"], test_accuracy=held["accuracy"])
+    if best is not None:
+        model.load_state_dict(best[1])
+    metrics = evaluate_names(model, labels, run.data_dir, run.device)
+    counts = Counter(label for _, label in rows)
+    card = {
+        "task": "surname -> country of origin (18 classes)",
+        "architecture": "NameGRU",
+        "config": asdict(config),
+        "labels": labels,
+        "label_counts_train": {label: counts[label] for label in labels},
+        "preprocessing": PREPROCESSING,
+        "metrics": {
+            **{f"test_{k}": round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()},
+            **({"val_accuracy": round(best[0], 6)} if best is not None else {}),
+        },
+        "data": {"dir": "names", "sha256": checksums(names_paths(run.data_dir))},
+        "hyperparameters": asdict(recipe),
+    }
+    return run.finish(model, card, history)
