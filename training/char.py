@@ -58,8 +58,8 @@ class CharLMRecipe:
 
 RECIPES = {
     "default": CharLMRecipe(
-        cell="gru", embedding_dim=64, hidden_size=512, num_layers=2, dropout=0.1,
-        epochs=3, batch_size=64, seq_len=128, lr=3e-3, weight_decay=1e-4,
+        cell="gru", embedding_dim=64, hidden_size=384, num_layers=2, dropout=0.1,
+        epochs=4, batch_size=32, seq_len=128, lr=3e-3, weight_decay=1e-4,
     ),
 }
 RECIPES["lecture"] = RECIPES["default"]

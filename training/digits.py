@@ -42,6 +42,7 @@ class DigitRecipe:
     one_cycle: bool = False
     label_smoothing: float = 0.0
     augment: bool = False
+    ema_decay: float = 0.0  # exponential moving average of the weights; 0 = off
     val_size: int = 0  # carved from train for model selection; 0 = none
 
 
@@ -56,6 +57,7 @@ RECIPES = {
         one_cycle=True,
         label_smoothing=0.05,
         augment=True,
+        ema_decay=0.999,
         val_size=5000,
     ),
 }
@@ -146,6 +148,14 @@ def train_digits(run: Run) -> dict[str, Any]:
         else None
     )
 
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay)
+        )
+        if recipe.ema_decay
+        else None
+    )
+    evaluated: nn.Module = ema.module if ema is not None else model
     history = History()
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch")
@@ -165,21 +175,26 @@ def train_digits(run: Run) -> dict[str, Any]:
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
         history.log(train_loss=loss_sum / seen)
         if recipe.val_size:
-            val = evaluate_digits(model, train.images[val_idx], train.labels[val_idx], run.device)
+            val = evaluate_digits(
+                evaluated, train.images[val_idx], train.labels[val_idx], run.device
+            )
             history.log(val_loss=val["loss"], val_accuracy=val["accuracy"])
             bar.set_postfix(val_accuracy=f"{val['accuracy']:.4f}")
             if best is None or val["accuracy"] >= best[0]:
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
                 best = (val["accuracy"], state)
         else:
-            held = evaluate_digits(model, test.images, test.labels, run.device)
+            held = evaluate_digits(evaluated, test.images, test.labels, run.device)
             history.log(test_loss=held["loss"], test_accuracy=held["accuracy"])
     if best is not None:
-        model.load_state_dict(best[1])
+        evaluated.load_state_dict(best[1])
+    model = evaluated
     test_metrics = evaluate_digits(model, test.images, test.labels, run.device)
     card = {
         "task": "MNIST handwritten digit classification (10 classes)",
