@@ -1,5 +1,6 @@
 """The character RNN family of lecture 12: Embedding -> recurrent layer -> Linear."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +23,7 @@ class CharRNNConfig:
     dropout: float = 0.0
 
 
-_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+_CELLS: dict[str, Callable[..., nn.Module]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class CharRNN(nn.Module):

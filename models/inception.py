@@ -48,7 +48,7 @@ class InceptionNetConfig:
 
 
 class InceptionNet(nn.Module):
-    """conv 1->10 k5, InceptionA, conv 88->20 k5, InceptionA, max-pool 2 after each conv, fc -> 10."""
+    """conv 1->10 k5, InceptionA, conv 88->20 k5, InceptionA; max-pool 2 after each conv; fc."""
 
     def __init__(self, config: InceptionNetConfig) -> None:
         super().__init__()
@@ -67,4 +67,5 @@ class InceptionNet(nn.Module):
         x = self.incept1(x)  # B x 88 x 12 x 12
         x = F.relu(F.max_pool2d(self.conv2(x), 2))  # B x 20 x 4 x 4
         x = self.incept2(x)  # B x 88 x 4 x 4
-        return self.fc(x.flatten(1))  # B x 1408 -> B x 10
+        logits: torch.Tensor = self.fc(x.flatten(1))  # B x 1408 -> B x 10
+        return logits

@@ -49,4 +49,5 @@ class NameGRU(nn.Module):
         _, hidden = self.gru(packed)  # (layers * directions) x B x H
         last = hidden[-self.directions :]  # directions x B x H, the last layer
         features = torch.cat(list(last), dim=1)  # B x (directions * H)
-        return self.fc(features)
+        logits: torch.Tensor = self.fc(features)  # B x C
+        return logits

@@ -52,4 +52,5 @@ class ResNet(nn.Module):
         x = self.rblock1(x)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # B x 32 x 4 x 4
         x = self.rblock2(x)
-        return self.fc(x.flatten(1))  # B x 512 -> B x 10
+        logits: torch.Tensor = self.fc(x.flatten(1))  # B x 512 -> B x 10
+        return logits

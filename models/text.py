@@ -13,10 +13,10 @@ _SPACES = re.compile(r"\s+")
 def normalize_name(text: str) -> str:
     """Fold any Unicode surname to the name model's alphabet (letters, apostrophe, space).
 
-    Drop symbols, emoji and control characters, transliterate the rest to ASCII (``Müller`` -> ``Muller``, ``Иванов`` -> ``Ivanov``), turn hyphens and
-    other separators into spaces, drop everything else, collapse spaces and title-case each word
-    (``NGUYEN`` and ``nguyen`` -> ``Nguyen``, ``o'neal`` -> ``O'Neal``). Returns ``""`` when
-    nothing is left.
+    Drop symbols, emoji and control characters; transliterate the rest to ASCII (``Müller`` ->
+    ``Muller``, ``Иванов`` -> ``Ivanov``); turn hyphens and other separators into spaces; drop
+    everything else; collapse spaces and title-case each word (``NGUYEN`` and ``nguyen`` ->
+    ``Nguyen``, ``o'neal`` -> ``O'Neal``). Returns ``""`` when nothing is left.
     """
     kept = "".join(c for c in unicodedata.normalize("NFC", text) if _is_name_char(c))
     folded = anyascii(kept)

@@ -1,11 +1,11 @@
-"""Command line: ``python -m training NAME``, ``python -m training evaluate NAME``, ``... hello``."""
+"""Command line: ``python -m training NAME``, ``... evaluate NAME`` and ``... hello``."""
 
 import argparse
 import json
 import sys
 import tempfile
-from importlib import import_module
 from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ MODEL_NAMES = tuple(TRAINERS)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, default=None, help="default: $TINYZOO_DATA_DIR or ../shared/data")
+    p.add_argument(
+        "--data-dir", type=Path, default=None, help="default: $TINYZOO_DATA_DIR or ../shared/data"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
@@ -51,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--recipe", choices=("default", "lecture"), default="default")
         p.add_argument(
-            "--set", action="append", default=[], metavar="KEY=VALUE",
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help="override one recipe setting, e.g. --set lr=0.002 (repeatable)",
         )
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -93,8 +98,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"dry run ok: wrote a loadable checkpoint for {card['name']} to {tmp}")
             return 0
         card = _train(args, argv, data_dir, device, args.out)
-        print(json.dumps({"name": card["name"], "metrics": card["metrics"],
-                          "wall_time_s": card["wall_time_s"]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "name": card["name"],
+                    "metrics": card["metrics"],
+                    "wall_time_s": card["wall_time_s"],
+                },
+                indent=2,
+            )
+        )
         return 0
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)

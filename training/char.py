@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models import CharRNN, CharRNNConfig
+from models.char_rnn import Cell
 from training.common import History, Run, apply_overrides, seed_everything
 from training.data import checksums, load_shakespeare, shakespeare_paths
 from training.walkthroughs import HELLO_INPUT, HELLO_TARGET, HELLO_VOCAB, train_hello_model
@@ -29,8 +30,12 @@ def train_hello(run: Run) -> dict[str, Any]:
         "config": asdict(model.config) if isinstance(model, CharRNN) else {},
         "vocabulary": HELLO_VOCAB,
         "preprocessing": {"encoding": "index of each character in the vocabulary"},
-        "metrics": {"input": HELLO_INPUT, "predicted": predicted, "target": HELLO_TARGET,
-                    "exact_match": predicted == HELLO_TARGET},
+        "metrics": {
+            "input": HELLO_INPUT,
+            "predicted": predicted,
+            "target": HELLO_TARGET,
+            "exact_match": predicted == HELLO_TARGET,
+        },
         "data": {"dir": None, "sha256": {}, "text": "built in: hello -> ohlol"},
         "hyperparameters": {"optimizer": "adam", "lr": 0.1, "epochs": epochs},
     }
@@ -41,7 +46,7 @@ def train_hello(run: Run) -> dict[str, Any]:
 class CharLMRecipe:
     """Model size and optimisation settings for the Shakespeare language model."""
 
-    cell: str
+    cell: Cell
     embedding_dim: int
     hidden_size: int
     num_layers: int
@@ -58,8 +63,16 @@ class CharLMRecipe:
 
 RECIPES = {
     "default": CharLMRecipe(
-        cell="gru", embedding_dim=64, hidden_size=384, num_layers=2, dropout=0.1,
-        epochs=4, batch_size=32, seq_len=128, lr=3e-3, weight_decay=1e-4,
+        cell="gru",
+        embedding_dim=64,
+        hidden_size=512,
+        num_layers=2,
+        dropout=0.25,
+        epochs=8,
+        batch_size=32,
+        seq_len=128,
+        lr=3e-3,
+        weight_decay=1e-4,
     ),
 }
 RECIPES["lecture"] = RECIPES["default"]
@@ -81,7 +94,11 @@ def streams(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def nats_per_char(
-    model: CharRNN, ids: torch.Tensor, device: torch.device, batch_size: int = 16, seq_len: int = 256
+    model: CharRNN,
+    ids: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 16,
+    seq_len: int = 256,
 ) -> float:
     """Mean next-character cross-entropy over ``ids``, state carried along 16 streams."""
     model.eval()
@@ -113,8 +130,12 @@ def train_shakespeare(run: Run) -> dict[str, Any]:
         return table[torch.frombuffer(bytearray(s.encode("ascii")), dtype=torch.uint8).long()]
 
     config = CharRNNConfig(
-        vocab_size=len(vocab), embedding_dim=recipe.embedding_dim, hidden_size=recipe.hidden_size,
-        num_layers=recipe.num_layers, cell=recipe.cell, dropout=recipe.dropout,  # type: ignore[arg-type]
+        vocab_size=len(vocab),
+        embedding_dim=recipe.embedding_dim,
+        hidden_size=recipe.hidden_size,
+        num_layers=recipe.num_layers,
+        cell=recipe.cell,
+        dropout=recipe.dropout,
     )
     model = CharRNN(config).to(run.device)
     train_ids, val_ids, test_ids = encode(train_text), encode(val_text), encode(test_text)
@@ -122,7 +143,9 @@ def train_shakespeare(run: Run) -> dict[str, Any]:
         val_ids, test_ids = val_ids[:4096], test_ids[:4096]
     if run.dry_run:  # one small batch of the real model
         recipe = CharLMRecipe(**{**asdict(recipe), "epochs": 1, "batch_size": 8, "seq_len": 32})
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
     per_stream = len(train_ids) // recipe.batch_size
     steps = (per_stream - 1) // recipe.seq_len
     if run.dry_run:
@@ -154,7 +177,11 @@ def train_shakespeare(run: Run) -> dict[str, Any]:
             if y.shape[1] < x.shape[1]:
                 break
             if hidden is not None:
-                hidden = tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
+                hidden = (
+                    tuple(h.detach() for h in hidden)
+                    if isinstance(hidden, tuple)
+                    else hidden.detach()
+                )
             logits, hidden = model(x, hidden)
             loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
             optimizer.zero_grad(set_to_none=True)

@@ -212,4 +212,3 @@ def train_digits(run: Run) -> dict[str, Any]:
         "hyperparameters": asdict(recipe),
     }
     return run.finish(model, card, history)
-

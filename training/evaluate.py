@@ -9,8 +9,14 @@ from models import CharRNN
 from models.checkpoint import load_checkpoint
 from training.char import RECIPES as LM_RECIPES
 from training.char import nats_per_char, split_text
-from training.data import checksums, load_mnist, load_shakespeare, mnist_paths, names_paths
-from training.data import shakespeare_paths
+from training.data import (
+    checksums,
+    load_mnist,
+    load_shakespeare,
+    mnist_paths,
+    names_paths,
+    shakespeare_paths,
+)
 from training.digits import evaluate_digits
 from training.names import evaluate_names
 from training.walkthroughs import HELLO_INPUT, HELLO_TARGET
@@ -24,8 +30,11 @@ def evaluate(name: str, weights_dir: Path, data_dir: Path, device: torch.device)
     if name.startswith("digit-"):
         test = load_mnist(data_dir, "test")
         metrics = evaluate_digits(model, test.images, test.labels, device)
-        result |= {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"],
-                   "test_examples": len(test.images)}
+        result |= {
+            "test_accuracy": metrics["accuracy"],
+            "test_loss": metrics["loss"],
+            "test_examples": len(test.images),
+        }
         files = mnist_paths(data_dir)
     elif name == "name-gru":
         metrics = evaluate_names(model, card["labels"], data_dir, device)

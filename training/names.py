@@ -131,7 +131,9 @@ def train_names(run: Run) -> dict[str, Any]:
     if run.dry_run:
         steps, recipe = 1, NameRecipe(**{**asdict(recipe), "epochs": 1})
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
     scheduler = (
         torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps

@@ -33,7 +33,11 @@ def rnncell_shapes(
 
 
 def rnn_shapes(
-    batch_size: int = 3, seq_len: int = 5, input_size: int = 4, hidden_size: int = 2, num_layers: int = 2
+    batch_size: int = 3,
+    seq_len: int = 5,
+    input_size: int = 4,
+    hidden_size: int = 2,
+    num_layers: int = 2,
 ) -> dict[str, tuple[int, ...]]:
     """Run a whole batch of sequences through ``nn.RNN(batch_first=True, num_layers=...)``.
 
@@ -59,7 +63,8 @@ class _OneHotRNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)  # 1 x T x 4
-        return out.squeeze(0)
+        steps: torch.Tensor = out.squeeze(0)  # T x 4
+        return steps
 
 
 class _CellRNN(nn.Module):
@@ -90,7 +95,7 @@ def hello_model(variant: Variant) -> nn.Module:
 def train_hello_model(
     variant: Variant, epochs: int = 15, seed: int = 0, lr: float = 0.1, verbose: bool = True
 ) -> tuple[nn.Module, str]:
-    """Teach "hello" -> "ohlol" with Adam as the lecture does; return the model and last prediction."""
+    """Teach "hello" -> "ohlol" with Adam as the lecture does; return model and prediction."""
     torch.manual_seed(seed)
     model = hello_model(variant)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

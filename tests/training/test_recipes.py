@@ -64,7 +64,7 @@ def test_corrupt_data_files_are_named(tmp_path: Path, data_dir: Path) -> None:
         shutil.copy(f, tmp_path / "mnist" / f.name)
     images = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:5000])
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: not a readable gzip"):
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: not a readable gzip"):
         load_mnist(tmp_path, "test")
     images.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 100))
     with pytest.raises(DataError, match="IDX magic 0x801, expected 0x803"):

@@ -1,0 +1,1 @@
+"""tinyzoo's HTTP service: typed endpoints over the committed checkpoints."""

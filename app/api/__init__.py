@@ -1,0 +1,1 @@
+"""HTTP layer: dependencies, documented error responses and the routers."""

@@ -1,0 +1,77 @@
+"""Character RNN routes: lecture-12 transduction and Shakespeare generation."""
+
+import json
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import RuntimeDep
+from app.api.responses import problems
+from app.runtime import Runtime
+from app.schemas import GenerateRequest, GenerateResponse, TransduceRequest, TransduceResponse
+from app.services.char_rnn import CharModel
+
+router = APIRouter(prefix="/char-rnn", tags=["char-rnn"])
+
+
+def _model(runtime: Runtime, name: str) -> CharModel:
+    runtime.registry.get(name)
+    return runtime.chars[name]
+
+
+@router.post("/transduce", response_model=TransduceResponse, responses=problems(413, 422, 503))
+async def transduce(body: TransduceRequest, runtime: RuntimeDep) -> TransduceResponse:
+    """Map each input character to the model's output character ("hello" -> "ohlol")."""
+    steps = await anyio.to_thread.run_sync(_model(runtime, body.model).transduce, body.text)
+    return TransduceResponse(output="".join(s.output for s in steps), model=body.model, steps=steps)
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses={
+        **problems(413, 422, 503),
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "example": (
+                        'event: chunk\ndata: {"text": "\\nWhat say"}\n\n'
+                        'event: done\ndata: {"model": "char-rnn-shakespeare", "chars": 200}\n\n'
+                    )
+                }
+            },
+            "description": "JSON, or server-sent events with stream=true",
+        },
+    },
+)
+async def generate(
+    body: GenerateRequest, request: Request, runtime: RuntimeDep
+) -> GenerateResponse | StreamingResponse:
+    """Continue a prompt character by character; ``stream: true`` sends chunks as they come."""
+    model = _model(runtime, body.model)
+    model.encode(body.prompt, "prompt")
+    chunks = model.generate(body.prompt, body.max_chars, body.temperature, body.top_k, body.seed)
+    if not body.stream:
+        text = await anyio.to_thread.run_sync(lambda: "".join(chunks))
+        return GenerateResponse(text=text, model=body.model)
+
+    async def events() -> AsyncIterator[str]:
+        sent = 0
+        try:
+            while True:
+                chunk = await anyio.to_thread.run_sync(next, chunks, None)
+                if chunk is None or await request.is_disconnected():
+                    break
+                sent += len(chunk)
+                yield f"event: chunk\ndata: {json.dumps({'text': chunk})}\n\n"
+            yield f"event: done\ndata: {json.dumps({'model': body.model, 'chars': sent})}\n\n"
+        finally:
+            chunks.close()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,52 @@
+"""Digit image route."""
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+
+from app.api.deps import RuntimeDep, require_multipart
+from app.api.responses import problems
+from app.errors import InvalidInput, UndecodableImage
+from app.schemas import DigitModel, DigitResponse
+from app.services.common import top_predictions
+from app.services.digits import png_data_url, prepare_digit
+
+router = APIRouter(tags=["digits"])
+
+
+@router.post(
+    "/digit",
+    response_model=DigitResponse,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require_multipart)],
+    responses=problems(400, 413, 415, 422, 429, 503, 504),
+)
+async def classify_digit(
+    request: Request,
+    file: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF image")],
+    runtime: RuntimeDep,
+    model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
+    top_k: Annotated[int, Query(ge=1, le=10)] = 3,
+    debug: Annotated[bool, Query(description="include the 28x28 input the model saw")] = False,
+) -> DigitResponse:
+    """Read a handwritten digit from a photo, scan or drawing."""
+    form = await request.form()
+    if len(form.getlist("file")) != 1:
+        raise InvalidInput("send exactly one image, in the form field 'file'")
+    classifier = runtime.digits.get(model) or runtime.registry.get(model)
+    data = await file.read()
+    if not data:
+        raise UndecodableImage("the uploaded file is empty")
+    array = await anyio.to_thread.run_sync(prepare_digit, data, runtime.settings.max_image_pixels)
+    probs = await runtime.batchers[model].submit(array)
+    predictions = top_predictions(probs, runtime.digits[model].labels, top_k)
+    best = top_predictions(probs, runtime.digits[model].labels, 1)[0]
+    del classifier
+    return DigitResponse(
+        digit=int(best.label),
+        probability=best.probability,
+        model=model,
+        predictions=predictions,
+        image=png_data_url(array) if debug else None,
+    )

@@ -1,0 +1,22 @@
+"""Liveness and readiness."""
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import get_runtime
+from app.api.responses import problems
+from app.schemas import Status
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Status)
+async def healthz() -> Status:
+    """200 while the process lives."""
+    return Status(status="ok")
+
+
+@router.get("/readyz", response_model=Status, responses=problems(503))
+async def readyz(request: Request) -> Status:
+    """200 once every model is loaded and warmed, 503 before."""
+    runtime = get_runtime(request)
+    return Status(status="ready", models=sorted(runtime.registry.models))

@@ -1,0 +1,69 @@
+"""Surname -> country routes."""
+
+import asyncio
+from typing import Final
+
+from fastapi import APIRouter
+
+from app.api.deps import RuntimeDep
+from app.api.responses import problems
+from app.errors import InvalidInput, ServiceError
+from app.runtime import Runtime
+from app.schemas import (
+    ClassifyNameBatchRequest,
+    ClassifyNameBatchResponse,
+    ClassifyNameRequest,
+    ClassifyNameResponse,
+)
+from app.services.common import top_predictions
+from app.services.names import NameInput, fold_name
+
+router = APIRouter(tags=["names"])
+MODEL: Final = "name-gru"
+
+
+async def _classify(runtime: Runtime, item: NameInput, top_k: int) -> ClassifyNameResponse:
+    probs = await runtime.batchers[MODEL].submit(item.normalized)
+    labels = runtime.names[MODEL].labels
+    return ClassifyNameResponse(
+        name=item.name,
+        normalized=item.normalized,
+        model=MODEL,
+        predictions=top_predictions(probs, labels, top_k),
+    )
+
+
+@router.post(
+    "/classify-name",
+    response_model=ClassifyNameResponse,
+    responses=problems(413, 415, 422, 429, 503, 504),
+)
+async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> ClassifyNameResponse:
+    """Tell the likeliest countries of origin of a surname written in any script."""
+    runtime.registry.get(MODEL)
+    return await _classify(runtime, fold_name(body.name), body.top_k)
+
+
+@router.post(
+    "/classify-name/batch",
+    response_model=ClassifyNameBatchResponse,
+    responses=problems(413, 415, 422, 429, 503, 504),
+)
+async def classify_names(
+    body: ClassifyNameBatchRequest, runtime: RuntimeDep
+) -> ClassifyNameBatchResponse:
+    """Classify up to 256 surnames at once; results come back in input order."""
+    runtime.registry.get(MODEL)
+    items, errors = [], []
+    for i, name in enumerate(body.names):
+        try:
+            items.append(fold_name(name))
+        except ServiceError as exc:
+            errors.append({"loc": ["body", "names", i], "msg": exc.detail, "type": "name"})
+    if errors:
+        raise InvalidInput(
+            f"{len(errors)} of {len(body.names)} names are unusable: {errors[0]['msg']}",
+            errors=errors,
+        )
+    results = await asyncio.gather(*(_classify(runtime, item, body.top_k) for item in items))
+    return ClassifyNameBatchResponse(model=MODEL, results=list(results))

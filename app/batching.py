@@ -1,0 +1,153 @@
+"""Dynamic micro-batching: a bounded queue and one worker per model.
+
+Requests are ``submit``-ted one at a time; the worker takes up to ``max_batch_size`` of them,
+waiting at most ``max_wait_ms`` for more only when fewer are already queued, runs
+``predict_batch`` off the event loop and answers each request. A full queue answers 429
+(``QueueFull``), a request past its deadline 504 (``DeadlineExceeded``); a request whose client
+went away is dropped before it reaches the model.
+"""
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import anyio.to_thread
+
+from app.errors import DeadlineExceeded, QueueFull
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+logger = logging.getLogger("app.batching")
+
+
+@dataclass
+class _Item(Generic[In, Out]):
+    value: In
+    future: "asyncio.Future[Out]"
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchStats:
+    """Counters a test or the metrics endpoint can read."""
+
+    batches: int = 0
+    items: int = 0
+    largest_batch: int = 0
+    dropped: int = 0
+
+
+class Batcher(Generic[In, Out]):
+    """Collects single inputs into batches for ``predict_batch(list[In]) -> list[Out]``."""
+
+    def __init__(
+        self,
+        name: str,
+        predict_batch: Callable[[Sequence[In]], list[Out]],
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        timeout_s: float,
+        on_batch: Callable[[str, int, float, float], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0 or timeout_s <= 0:
+            raise ValueError("max_batch_size and max_queue >= 1, max_wait_ms >= 0, timeout_s > 0")
+        self.name = name
+        self.predict_batch = predict_batch
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.timeout_s = timeout_s
+        self.on_batch = on_batch
+        self.queue: asyncio.Queue[_Item[In, Out]] = asyncio.Queue(maxsize=max_queue)
+        self.stats = BatchStats()
+        self._worker: asyncio.Task[None] | None = None
+        self._batch_seconds = 0.01
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    @property
+    def depth(self) -> int:
+        return self.queue.qsize()
+
+    async def submit(self, value: In) -> Out:
+        """Queue one input and wait for its output (429 when full, 504 past the deadline)."""
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        try:
+            self.queue.put_nowait(_Item(value, future))
+        except asyncio.QueueFull:
+            retry = max(1, math.ceil(self.depth / self.max_batch_size * self._batch_seconds))
+            raise QueueFull(
+                f"{self.name}: {self.depth} requests already queued; retry in {retry} s",
+                headers={"Retry-After": str(retry)},
+            ) from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise DeadlineExceeded(
+                f"{self.name}: no answer within {self.timeout_s:g} s; the server is overloaded"
+            ) from None
+        except asyncio.CancelledError:
+            future.cancel()  # the client went away: the worker drops the item
+            raise
+
+    async def _next_batch(self) -> list[_Item[In, Out]]:
+        batch = [await self.queue.get()]
+        deadline = time.perf_counter() + self.max_wait
+        while len(batch) < self.max_batch_size:
+            if not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                continue
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            taken = await self._next_batch()
+            batch = [item for item in taken if not item.future.done()]
+            self.stats.dropped += len(taken) - len(batch)
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                outputs = await anyio.to_thread.run_sync(
+                    self.predict_batch, [item.value for item in batch]
+                )
+            except Exception as exc:  # one failed batch fails only its own requests
+                logger.exception("%s: batch of %d failed", self.name, len(batch))
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            elapsed = time.perf_counter() - started
+            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
+            self.stats.batches += 1
+            self.stats.items += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            if self.on_batch is not None:
+                wait = started - min(item.enqueued for item in batch)
+                self.on_batch(self.name, len(batch), wait, elapsed)
+            for item, output in zip(batch, outputs, strict=True):
+                if not item.future.done():
+                    item.future.set_result(output)

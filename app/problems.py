@@ -1,0 +1,131 @@
+"""RFC 9457 problem details: the one body format of every error response."""
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import ServiceError
+
+PROBLEM_TYPE_BASE = "https://tinyzoo.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+logger = logging.getLogger("app.errors")
+
+_HTTP_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service not ready",
+    504: "Request timed out",
+}
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def problem(
+    request: Request | None,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> ProblemResponse:
+    """Build a problem+json response; ``instance`` is the request id."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request_id_of(request),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def request_id_of(request: Request | None) -> str | None:
+    if request is None:
+        return None
+    rid = getattr(request.state, "request_id", None)
+    return str(rid) if rid else None
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's error list, without echoing huge inputs back and JSON-safe."""
+    errors = []
+    for err in exc.errors():
+        item = {k: v for k, v in err.items() if k in ("type", "loc", "msg", "ctx")}
+        if _echoable(err.get("input")):
+            item["input"] = err["input"]
+        errors.append(item)
+    encoded: list[dict[str, Any]] = jsonable_encoder(errors, custom_encoder={Exception: str})
+    return encoded
+
+
+def _echoable(value: Any) -> bool:
+    """Small scalar inputs are echoed back in ``errors``; NaN, big or nested ones are not."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int | bool) and len(str(value)) <= 200
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every error (ours, validation, routing, unexpected) through ``problem``."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> ProblemResponse:
+        return problem(
+            request, exc.status, exc.slug, exc.title, exc.detail, exc.errors, exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> ProblemResponse:
+        errors = _validation_errors(exc)
+        return problem(
+            request, 422, "validation-error", "Invalid request", _summary(errors), errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.method} {request.url.path}"
+        slug = title.lower().replace(" ", "-")
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(request, exc.status_code, slug, title, detail, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
+        return problem(
+            request,
+            500,
+            "internal-error",
+            "Internal server error",
+            "the server failed to handle this request; it has been logged",
+        )

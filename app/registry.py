@@ -1,0 +1,62 @@
+"""The model registry: every checkpoint under the weights directory, loaded and warmed."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.errors import ModelUnavailable, NotFound
+from models.checkpoint import CARD_FILE, Checkpoint, CheckpointError, load_checkpoint
+
+logger = logging.getLogger("app.registry")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but CUDA is not available")
+    return device
+
+
+@dataclass
+class ModelRegistry:
+    """Loaded checkpoints by name, and the device they run on."""
+
+    device: torch.device
+    models: dict[str, Checkpoint] = field(default_factory=dict)
+    load_seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, weights_dir: Path, device: torch.device) -> "ModelRegistry":
+        """Load every ``weights_dir/*/card.json`` checkpoint; any failure stops startup."""
+        registry = cls(device=device)
+        if not weights_dir.is_dir():
+            raise CheckpointError(weights_dir, "weights directory not found")
+        for card in sorted(weights_dir.glob(f"*/{CARD_FILE}")):
+            started = time.perf_counter()
+            checkpoint = load_checkpoint(card.parent, device)
+            registry.models[checkpoint.name] = checkpoint
+            registry.load_seconds[checkpoint.name] = time.perf_counter() - started
+            logger.info("loaded %s on %s", checkpoint.name, device)
+        if not registry.models:
+            raise CheckpointError(weights_dir, "no checkpoints (*/card.json) found")
+        return registry
+
+    def get(self, name: str) -> Checkpoint:
+        """The loaded checkpoint ``name``; 503 when it is a known model that is not loaded."""
+        if name not in self.models:
+            raise ModelUnavailable(f"model {name!r} is not loaded on this server")
+        return self.models[name]
+
+    def card(self, name: str) -> dict[str, Any]:
+        """A model's card plus where it runs; 404 for an unknown name."""
+        if name not in self.models:
+            raise NotFound(f"no model named {name!r}; served: {', '.join(sorted(self.models))}")
+        checkpoint = self.models[name]
+        return {**checkpoint.card, "device": str(self.device)}

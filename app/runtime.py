@@ -1,0 +1,79 @@
+"""What the lifespan builds: settings, loaded models, their services and batchers."""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from app.batching import Batcher
+from app.registry import ModelRegistry, resolve_device
+from app.services.char_rnn import CharModel
+from app.services.digits import DigitClassifier
+from app.services.names import NameClassifier
+from app.settings import Settings
+
+logger = logging.getLogger("app.runtime")
+
+
+@dataclass
+class Runtime:
+    """Everything the routes need, built once at startup and kept on ``app.state``."""
+
+    settings: Settings
+    registry: ModelRegistry
+    digits: dict[str, DigitClassifier] = field(default_factory=dict)
+    names: dict[str, NameClassifier] = field(default_factory=dict)
+    chars: dict[str, CharModel] = field(default_factory=dict)
+    batchers: dict[str, Batcher[object, torch.Tensor]] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    ready: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Runtime":
+        """Load every checkpoint onto the configured device and wrap it in its service."""
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        device = resolve_device(settings.device)
+        runtime = cls(settings=settings, registry=ModelRegistry.load(settings.weights_dir, device))
+        for name, checkpoint in runtime.registry.models.items():
+            arch = checkpoint.card["architecture"]
+            if arch in ("InceptionNet", "ResNet"):
+                runtime.digits[name] = DigitClassifier(checkpoint, device)
+            elif arch == "NameGRU":
+                runtime.names[name] = NameClassifier(checkpoint, device)
+            elif arch == "CharRNN":
+                runtime.chars[name] = CharModel(checkpoint, device)
+        return runtime
+
+    def warm(self) -> None:
+        """One forward pass per model, so the first request pays no lazy initialisation."""
+        blank = np.zeros((28, 28), dtype=np.float32)
+        blank[8:20, 12:16] = 1.0
+        for digit in self.digits.values():
+            digit.predict_batch([blank, blank])
+        for names in self.names.values():
+            names.predict_batch(["Smith", "Nguyen"])
+        for char in self.chars.values():
+            char.transduce(char.vocab[0] * 2)
+
+    def start_batchers(self) -> None:
+        """One bounded queue and worker per classifier (digits and names)."""
+        s = self.settings
+        services: dict[str, DigitClassifier | NameClassifier] = {**self.digits, **self.names}
+        for name, service in services.items():
+            batcher: Batcher[object, torch.Tensor] = Batcher(
+                name,
+                service.predict_batch,  # type: ignore[arg-type]
+                max_batch_size=s.max_batch_size,
+                max_wait_ms=s.max_wait_ms,
+                max_queue=s.max_queue,
+                timeout_s=s.request_timeout_s,
+            )
+            batcher.start()
+            self.batchers[name] = batcher
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(b.stop() for b in self.batchers.values()))

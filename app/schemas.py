@@ -1,0 +1,191 @@
+"""Request and response schemas of the HTTP API, with the examples shown in ``/docs``."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DigitModel = Literal["digit-resnet", "digit-inception"]
+NameModel = Literal["name-gru"]
+TransduceModel = Literal["char-rnn-hello"]
+GenerateModel = Literal["char-rnn-shakespeare"]
+ModelName = Literal[
+    "digit-resnet", "digit-inception", "name-gru", "char-rnn-hello", "char-rnn-shakespeare"
+]
+NAME_CLASSES = 18
+MAX_NAME_INPUT = 1000
+
+
+class Prediction(BaseModel):
+    label: str
+    probability: float = Field(ge=0, le=1)
+
+
+class ClassifyNameRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "Nguyễn", "top_k": 3}]}
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_INPUT,
+        description="a surname in any script; folded to ASCII before the model",
+    )
+    top_k: int = Field(3, ge=1, le=NAME_CLASSES, description="how many countries to return")
+
+
+class ClassifyNameResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Nguyễn",
+                    "normalized": "Nguyen",
+                    "model": "name-gru",
+                    "predictions": [
+                        {"label": "Vietnamese", "probability": 0.97},
+                        {"label": "Chinese", "probability": 0.01},
+                        {"label": "Korean", "probability": 0.01},
+                    ],
+                }
+            ]
+        }
+    )
+    name: str
+    normalized: str = Field(description="the folded form the model saw")
+    model: NameModel
+    predictions: list[Prediction] = Field(description="best first")
+
+
+class ClassifyNameBatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"names": ["Müller", "Иванов", "O'Brien"], "top_k": 1}]},
+    )
+    names: list[str] = Field(min_length=1, max_length=256)
+    top_k: int = Field(3, ge=1, le=NAME_CLASSES)
+
+
+class ClassifyNameBatchResponse(BaseModel):
+    model: NameModel
+    results: list[ClassifyNameResponse] = Field(description="in input order")
+
+
+class DigitResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "digit": 7,
+                    "probability": 0.998,
+                    "model": "digit-resnet",
+                    "predictions": [
+                        {"label": "7", "probability": 0.998},
+                        {"label": "1", "probability": 0.001},
+                        {"label": "2", "probability": 0.0005},
+                    ],
+                }
+            ]
+        }
+    )
+    digit: int = Field(ge=0, le=9)
+    probability: float
+    model: DigitModel
+    predictions: list[Prediction]
+    image: str | None = Field(
+        None, description="with debug=true: the 28x28 input the model saw, as a PNG data URL"
+    )
+
+
+class TransduceRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "hello", "model": "char-rnn-hello"}]},
+    )
+    text: str = Field(min_length=1, max_length=1000)
+    model: TransduceModel = "char-rnn-hello"
+
+
+class Step(BaseModel):
+    input: str
+    output: str
+    probability: float
+
+
+class TransduceResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "output": "ohlol",
+                    "model": "char-rnn-hello",
+                    "steps": [{"input": "h", "output": "o", "probability": 0.98}],
+                }
+            ]
+        }
+    )
+    output: str
+    model: TransduceModel
+    steps: list[Step]
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "ROMEO:",
+                    "max_chars": 200,
+                    "temperature": 0.8,
+                    "top_k": None,
+                    "seed": 42,
+                    "model": "char-rnn-shakespeare",
+                    "stream": False,
+                }
+            ]
+        },
+    )
+    prompt: str = Field("", max_length=2000, description="continued by the model; may be empty")
+    max_chars: int = Field(200, ge=1, le=2000, description="characters to generate")
+    temperature: float = Field(
+        0.8, gt=0, le=10, allow_inf_nan=False, description="> 0; lower is more conservative"
+    )
+    top_k: int | None = Field(None, ge=1, description="sample only from the k likeliest characters")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="same seed, same text")
+    model: GenerateModel = "char-rnn-shakespeare"
+    stream: bool = Field(False, description="answer as text/event-stream, chunk by chunk")
+
+
+class GenerateResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "text": "\nWhat say you to my love?",
+                    "model": "char-rnn-shakespeare",
+                }
+            ]
+        }
+    )
+    text: str = Field(description="the generated characters (the prompt is not repeated)")
+    model: GenerateModel
+
+
+class ModelInfo(BaseModel):
+    """A model card as written by training, plus the device it runs on."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    task: str
+    architecture: str
+    device: str
+    num_parameters: int
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class Status(BaseModel):
+    status: Literal["ok", "ready", "loading"]
+    models: list[str] = Field(default_factory=list)

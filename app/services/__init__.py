@@ -1,0 +1,1 @@
+"""The service layer: validation beyond the schemas, batching and inference for each task."""

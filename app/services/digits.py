@@ -1,0 +1,38 @@
+"""Digit images -> MNIST form -> a batched CNN."""
+
+import base64
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.imaging import decode_image, normalize, to_mnist, to_png
+from models.checkpoint import Checkpoint
+
+
+def prepare_digit(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode an upload and turn it into a 28x28 MNIST-style array (raises 400/413/415/422)."""
+    return to_mnist(decode_image(data, max_pixels=max_pixels))
+
+
+def png_data_url(array: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(to_png(array)).decode()
+
+
+class DigitClassifier:
+    """Batched inference over one digit checkpoint, normalised as its card says."""
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device) -> None:
+        self.checkpoint = checkpoint
+        self.device = device
+        pre = checkpoint.card["preprocessing"]
+        self.mean, self.std = float(pre["mean"]), float(pre["std"])
+        self.labels: list[str] = list(checkpoint.card["labels"])
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Class probabilities (on the CPU) for 28x28 arrays in [0, 1]."""
+        x = torch.cat([normalize(a, self.mean, self.std) for a in images])  # B x 1 x 28 x 28
+        with torch.inference_mode():
+            logits = self.checkpoint.model(x.to(self.device))
+            return list(F.softmax(logits.float(), dim=1).cpu())

@@ -1,0 +1,33 @@
+"""The service's settings: one typed class, environment variables prefixed ``TINYZOO_``."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; see the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="TINYZOO_", env_file=None, extra="ignore")
+
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N"
+    )
+    weights_dir: Path = Field(PROJECT / "weights", description="one folder per model")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    max_batch_size: int = Field(64, ge=1, le=1024, description="1 turns batching off")
+    max_wait_ms: float = Field(2.0, ge=0, le=1000, description="batch fill wait")
+    max_queue: int = Field(1024, ge=1, description="queued items per model before 429")
+    request_timeout_s: float = Field(30.0, gt=0, description="deadline for one prediction")
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="request body limit")
+    max_image_pixels: int = Field(50_000_000, ge=1, description="decoded image size limit")
+    max_generate_chars: int = Field(2000, ge=1, le=100_000)
+    api_key: str | None = Field(None, description="when set, required as a Bearer token")
+    cors_origins: list[str] = Field(default_factory=list)
+    docs_enabled: bool = True
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
