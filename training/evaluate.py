@@ -7,8 +7,7 @@ import torch
 
 from models import CharRNN
 from models.checkpoint import load_checkpoint
-from training.char import RECIPES as LM_RECIPES
-from training.char import nats_per_char, split_text
+from training.char import CharLMRecipe, nats_per_char, split_text
 from training.data import (
     checksums,
     load_mnist,
@@ -19,7 +18,7 @@ from training.data import (
 )
 from training.digits import evaluate_digits
 from training.names import evaluate_names
-from training.walkthroughs import HELLO_INPUT, HELLO_TARGET
+from training.walkthroughs import HELLO_INPUT, HELLO_TARGET, encode_hello
 
 
 def evaluate(name: str, weights_dir: Path, data_dir: Path, device: torch.device) -> dict[str, Any]:
@@ -44,15 +43,13 @@ def evaluate(name: str, weights_dir: Path, data_dir: Path, device: torch.device)
         assert isinstance(model, CharRNN)
         text = load_shakespeare(data_dir)
         lookup = {c: i for i, c in enumerate(card["vocabulary"])}
-        _, _, test_text = split_text(text, LM_RECIPES["default"])
+        _, _, test_text = split_text(text, CharLMRecipe(**card["hyperparameters"]))
         ids = torch.tensor([lookup[c] for c in test_text])
         result |= {"test_nats_per_char": nats_per_char(model, ids, device), "test_chars": len(ids)}
         files = shakespeare_paths(data_dir)
     else:
-        from training.walkthroughs import _indices
-
         with torch.inference_mode():
-            logits, _ = model(_indices(HELLO_INPUT).unsqueeze(0).to(device))
+            logits, _ = model(encode_hello(HELLO_INPUT).unsqueeze(0).to(device))
         predicted = "".join(card["vocabulary"][i] for i in logits[0].argmax(1).tolist())
         return result | {"predicted": predicted, "exact_match": predicted == HELLO_TARGET}
     result["data_matches_card"] = checksums(files) == card["data"]["sha256"]

@@ -50,7 +50,7 @@ def rnn_shapes(
     return {"input": tuple(x.shape), "output": tuple(out.shape), "hidden": tuple(hidden.shape)}
 
 
-def _indices(text: str) -> torch.Tensor:
+def encode_hello(text: str) -> torch.Tensor:
     return torch.tensor([HELLO_VOCAB.index(c) for c in text])
 
 
@@ -99,7 +99,7 @@ def train_hello_model(
     torch.manual_seed(seed)
     model = hello_model(variant)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    x, y = _indices(HELLO_INPUT), _indices(HELLO_TARGET)
+    x, y = encode_hello(HELLO_INPUT), encode_hello(HELLO_TARGET)
     one_hot = F.one_hot(x, len(HELLO_VOCAB)).float().unsqueeze(0)  # 1 x T x 4
     predicted = ""
     for epoch in range(1, epochs + 1):
