@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from app.errors import ModelUnavailable, NotFound
+from app.errors import NotFound
 from models.checkpoint import CARD_FILE, Checkpoint, CheckpointError, load_checkpoint
 
 logger = logging.getLogger("app.registry")
@@ -47,12 +47,6 @@ class ModelRegistry:
         if not registry.models:
             raise CheckpointError(weights_dir, "no checkpoints (*/card.json) found")
         return registry
-
-    def get(self, name: str) -> Checkpoint:
-        """The loaded checkpoint ``name``; 503 when it is a known model that is not loaded."""
-        if name not in self.models:
-            raise ModelUnavailable(f"model {name!r} is not loaded on this server")
-        return self.models[name]
 
     def card(self, name: str) -> dict[str, Any]:
         """A model's card plus where it runs; 404 for an unknown name."""

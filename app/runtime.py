@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from app.batching import Batcher
+from app.errors import ModelUnavailable
 from app.registry import ModelRegistry, resolve_device
 from app.services.char_rnn import CharModel
 from app.services.digits import DigitClassifier
@@ -74,6 +75,18 @@ class Runtime:
             )
             batcher.start()
             self.batchers[name] = batcher
+
+    def batcher(self, name: str) -> Batcher[object, torch.Tensor]:
+        """The batching queue of a loaded classifier; 503 when that model is not served."""
+        if name not in self.batchers:
+            raise ModelUnavailable(f"model {name!r} is not loaded on this server")
+        return self.batchers[name]
+
+    def char_model(self, name: str) -> CharModel:
+        """A loaded character RNN; 503 when that model is not served."""
+        if name not in self.chars:
+            raise ModelUnavailable(f"model {name!r} is not loaded on this server")
+        return self.chars[name]
 
     async def stop(self) -> None:
         await asyncio.gather(*(b.stop() for b in self.batchers.values()))

@@ -36,6 +36,7 @@ class NameRecipe:
     label_smoothing: float = 0.0
     val_fraction: float = 0.0
     drop_junk: bool = False
+    class_weight_power: float = 0.0  # loss weight (largest class / class count) ** power
 
 
 RECIPES = {
@@ -128,6 +129,10 @@ def train_names(run: Run) -> dict[str, Any]:
     n_val = int(len(names) * recipe.val_fraction)
     val_idx, train_idx = order[:n_val].tolist(), order[n_val:].tolist()
     steps = math.ceil(len(train_idx) / recipe.batch_size)
+    counts = torch.bincount(targets, minlength=len(labels)).float()
+    class_weights = ((counts.max() / counts.clamp_min(1)) ** recipe.class_weight_power).to(
+        run.device
+    )
     if run.dry_run:
         steps, recipe = 1, NameRecipe(**{**asdict(recipe), "epochs": 1})
 
@@ -153,7 +158,9 @@ def train_names(run: Run) -> dict[str, Any]:
             codes, lengths = encode_batch([names[i] for i in idx])
             logits = model(codes.to(run.device), lengths)
             y = targets[idx].to(run.device)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            loss = F.cross_entropy(
+                logits, y, weight=class_weights, label_smoothing=recipe.label_smoothing
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

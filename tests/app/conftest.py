@@ -130,7 +130,7 @@ async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def settings(tiny_weights: Path) -> Settings:
-    return Settings(weights_dir=tiny_weights, device="cpu", max_wait_ms=1.0)
+    return Settings(weights_dir=tiny_weights, max_wait_ms=1.0)  # device: $TINYZOO_DEVICE or auto
 
 
 @pytest.fixture

@@ -233,7 +233,8 @@ async def test_models_cards_without_tensors(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     cards = {m["name"]: m for m in response.json()["models"]}
     assert cards["digit-resnet"]["num_parameters"] == 41_514
-    assert cards["digit-resnet"]["device"] == "cpu"
+    runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
+    assert cards["digit-resnet"]["device"] == str(runtime.registry.device)
     assert len(response.content) < 200_000
     one = await client.get("/models/name-gru")
     assert one.json()["labels"][0] == "Arabic"

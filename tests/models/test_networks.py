@@ -52,8 +52,9 @@ def test_name_gru_output_does_not_depend_on_padding_or_batch() -> None:
 
 def test_char_rnn_steps_one_character_at_a_time_like_a_whole_sequence() -> None:
     torch.manual_seed(0)
-    model = CharRNN(CharRNNConfig(vocab_size=65, embedding_dim=16, hidden_size=32,
-                                  num_layers=2, cell="gru")).eval()
+    model = CharRNN(
+        CharRNNConfig(vocab_size=65, embedding_dim=16, hidden_size=32, num_layers=2, cell="gru")
+    ).eval()
     idx = torch.randint(0, 65, (2, 7))
     whole, _ = model(idx)
     assert whole.shape == (2, 7, 65)

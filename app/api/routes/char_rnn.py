@@ -9,22 +9,15 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import RuntimeDep
 from app.api.responses import problems
-from app.runtime import Runtime
 from app.schemas import GenerateRequest, GenerateResponse, TransduceRequest, TransduceResponse
-from app.services.char_rnn import CharModel
 
 router = APIRouter(prefix="/char-rnn", tags=["char-rnn"])
-
-
-def _model(runtime: Runtime, name: str) -> CharModel:
-    runtime.registry.get(name)
-    return runtime.chars[name]
 
 
 @router.post("/transduce", response_model=TransduceResponse, responses=problems(413, 422, 503))
 async def transduce(body: TransduceRequest, runtime: RuntimeDep) -> TransduceResponse:
     """Map each input character to the model's output character ("hello" -> "ohlol")."""
-    steps = await anyio.to_thread.run_sync(_model(runtime, body.model).transduce, body.text)
+    steps = await anyio.to_thread.run_sync(runtime.char_model(body.model).transduce, body.text)
     return TransduceResponse(output="".join(s.output for s in steps), model=body.model, steps=steps)
 
 
@@ -50,7 +43,7 @@ async def generate(
     body: GenerateRequest, request: Request, runtime: RuntimeDep
 ) -> GenerateResponse | StreamingResponse:
     """Continue a prompt character by character; ``stream: true`` sends chunks as they come."""
-    model = _model(runtime, body.model)
+    model = runtime.char_model(body.model)
     model.encode(body.prompt, "prompt")
     chunks = model.generate(body.prompt, body.max_chars, body.temperature, body.top_k, body.seed)
     if not body.stream:

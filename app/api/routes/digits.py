@@ -34,15 +34,14 @@ async def classify_digit(
     form = await request.form()
     if len(form.getlist("file")) != 1:
         raise InvalidInput("send exactly one image, in the form field 'file'")
-    classifier = runtime.digits.get(model) or runtime.registry.get(model)
+    batcher = runtime.batcher(model)
     data = await file.read()
     if not data:
         raise UndecodableImage("the uploaded file is empty")
     array = await anyio.to_thread.run_sync(prepare_digit, data, runtime.settings.max_image_pixels)
-    probs = await runtime.batchers[model].submit(array)
+    probs = await batcher.submit(array)
     predictions = top_predictions(probs, runtime.digits[model].labels, top_k)
-    best = top_predictions(probs, runtime.digits[model].labels, 1)[0]
-    del classifier
+    best = predictions[0]
     return DigitResponse(
         digit=int(best.label),
         probability=best.probability,

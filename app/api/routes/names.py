@@ -23,7 +23,7 @@ MODEL: Final = "name-gru"
 
 
 async def _classify(runtime: Runtime, item: NameInput, top_k: int) -> ClassifyNameResponse:
-    probs = await runtime.batchers[MODEL].submit(item.normalized)
+    probs = await runtime.batcher(MODEL).submit(item.normalized)
     labels = runtime.names[MODEL].labels
     return ClassifyNameResponse(
         name=item.name,
@@ -40,7 +40,6 @@ async def _classify(runtime: Runtime, item: NameInput, top_k: int) -> ClassifyNa
 )
 async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> ClassifyNameResponse:
     """Tell the likeliest countries of origin of a surname written in any script."""
-    runtime.registry.get(MODEL)
     return await _classify(runtime, fold_name(body.name), body.top_k)
 
 
@@ -53,7 +52,7 @@ async def classify_names(
     body: ClassifyNameBatchRequest, runtime: RuntimeDep
 ) -> ClassifyNameBatchResponse:
     """Classify up to 256 surnames at once; results come back in input order."""
-    runtime.registry.get(MODEL)
+    runtime.batcher(MODEL)
     items, errors = [], []
     for i, name in enumerate(body.names):
         try:
