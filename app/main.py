@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from app.api.routes import char_rnn, digits, health, models, names
 from app.logs import configure_logging
+from app.metrics import Metrics, MetricsMiddleware
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(resolved.log_format, resolved.log_level)
         runtime = await anyio.to_thread.run_sync(Runtime.build, resolved)
         await anyio.to_thread.run_sync(runtime.warm)
-        runtime.start_batchers()
+        runtime.start_batchers(metrics)
         runtime.ready = True
         app.state.runtime = runtime
         logger.info(
@@ -48,10 +49,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    metrics = Metrics()
+    app.state.metrics = metrics
     install_problem_handlers(app)
-    for router in (names.router, digits.router, char_rnn.router, models.router, health.router):
+    routers = (names.router, digits.router, char_rnn.router, models.router, health.router)
+    for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=lambda: _body_limit(app, settings))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
 

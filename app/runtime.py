@@ -10,6 +10,7 @@ import torch
 
 from app.batching import Batcher
 from app.errors import ModelUnavailable
+from app.metrics import Metrics
 from app.registry import ModelRegistry, resolve_device
 from app.services.char_rnn import CharModel
 from app.services.digits import DigitClassifier
@@ -60,7 +61,7 @@ class Runtime:
         for char in self.chars.values():
             char.transduce(char.vocab[0] * 2)
 
-    def start_batchers(self) -> None:
+    def start_batchers(self, metrics: Metrics | None = None) -> None:
         """One bounded queue and worker per classifier (digits and names)."""
         s = self.settings
         services: dict[str, DigitClassifier | NameClassifier] = {**self.digits, **self.names}
@@ -72,9 +73,23 @@ class Runtime:
                 max_wait_ms=s.max_wait_ms,
                 max_queue=s.max_queue,
                 timeout_s=s.request_timeout_s,
+                on_batch=metrics.observe_batch if metrics else None,
             )
             batcher.start()
             self.batchers[name] = batcher
+            if metrics is not None:
+                metrics.queue_depth.labels(name).set_function(lambda b=batcher: b.depth)
+        if metrics is not None:
+            for name, checkpoint in self.registry.models.items():
+                card = checkpoint.card
+                metrics.model_info.labels(name).info(
+                    {
+                        "architecture": str(card["architecture"]),
+                        "parameters": str(card.get("num_parameters", "")),
+                        "device": str(self.registry.device),
+                        "weights_sha256": str(card["weights_sha256"])[:16],
+                    }
+                )
 
     def batcher(self, name: str) -> Batcher[object, torch.Tensor]:
         """The batching queue of a loaded classifier; 503 when that model is not served."""

@@ -279,3 +279,17 @@ async def test_openapi_documents_routes_errors_and_allowed_models(
     model_param = next(p for p in digit["parameters"] if p["name"] == "model")
     assert model_param["schema"]["enum"] == ["digit-resnet", "digit-inception"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_metrics_count_requests_batches_and_models(client: httpx.AsyncClient) -> None:
+    await client.post("/classify-name", json={"name": "Smith"})
+    await client.post("/classify-name", json={"name": "🙂"})
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'tinyzoo_http_requests_total{method="POST",route="/classify-name",status="200"}' in text
+    assert 'route="/classify-name",status="422"' in text
+    assert 'tinyzoo_batch_size_count{model="name-gru"}' in text
+    assert 'tinyzoo_queue_depth{model="digit-resnet"}' in text
+    assert 'tinyzoo_model_info{architecture="ResNet"' in text

@@ -1,6 +1,7 @@
 """Liveness and readiness."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import get_runtime
 from app.api.responses import problems
@@ -20,3 +21,14 @@ async def readyz(request: Request) -> Status:
     """200 once every model is loaded and warmed, 503 before."""
     runtime = get_runtime(request)
     return Status(status="ready", models=sorted(runtime.registry.models))
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "metrics"}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: requests, latency, batch sizes, queue depth, model info."""
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
