@@ -78,7 +78,7 @@ class Runtime:
             batcher.start()
             self.batchers[name] = batcher
             if metrics is not None:
-                metrics.queue_depth.labels(name).set_function(lambda b=batcher: b.depth)
+                metrics.queue_depth.labels(name).set_function(batcher.queue.qsize)
         if metrics is not None:
             for name, checkpoint in self.registry.models.items():
                 card = checkpoint.card
