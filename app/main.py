@@ -5,8 +5,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from app.api.deps import require_api_key
+from app.api.responses import problems
 from app.api.routes import char_rnn, digits, health, models, names
 from app.logs import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
@@ -52,9 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     app.state.metrics = metrics
     install_problem_handlers(app)
-    routers = (names.router, digits.router, char_rnn.router, models.router, health.router)
-    for router in routers:
-        app.include_router(router)
+    for router in (names.router, digits.router, char_rnn.router, models.router):
+        app.include_router(router, dependencies=[Depends(require_api_key)], responses=problems(401))
+    app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=lambda: _body_limit(app, settings))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)

@@ -1,10 +1,11 @@
 """Dependencies shared by the routes, as ``Annotated`` aliases."""
 
+import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.errors import NotReady, UnsupportedMediaType
+from app.errors import NotReady, Unauthorized, UnsupportedMediaType
 from app.runtime import Runtime
 
 
@@ -23,6 +24,22 @@ def require_multipart(request: Request) -> None:
         raise UnsupportedMediaType(
             f"expected multipart/form-data with the image in a field named 'file', "
             f"got {content_type or 'no Content-Type'!r}"
+        )
+
+
+def require_api_key(request: Request) -> None:
+    """When an API key is configured, require ``Authorization: Bearer <key>`` (401 otherwise)."""
+    settings = getattr(request.app.state, "settings", None)
+    expected = settings.api_key if settings is not None else None
+    if not expected:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise Unauthorized(
+            "this server needs an API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
         )
 
 

@@ -293,3 +293,16 @@ async def test_metrics_count_requests_batches_and_models(client: httpx.AsyncClie
     assert 'tinyzoo_batch_size_count{model="name-gru"}' in text
     assert 'tinyzoo_queue_depth{model="digit-resnet"}' in text
     assert 'tinyzoo_model_info{architecture="ResNet"' in text
+
+
+async def test_api_key_guards_predictions_but_not_health(settings: Any, make_client: Any) -> None:
+    async with make_client(settings.model_copy(update={"api_key": "s3cret"})) as c:
+        assert_problem(await c.post("/classify-name", json={"name": "Smith"}), 401)
+        wrong = {"Authorization": "Bearer nope"}
+        assert_problem(await c.post("/classify-name", json={"name": "Smith"}, headers=wrong), 401)
+        right = {"Authorization": "Bearer s3cret"}
+        ok = await c.post("/classify-name", json={"name": "Smith"}, headers=right)
+        assert ok.status_code == 200
+        assert (await c.get("/healthz")).status_code == 200
+        assert (await c.get("/readyz")).status_code == 200
+        assert (await c.get("/metrics")).status_code == 200
