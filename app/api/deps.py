@@ -27,6 +27,18 @@ def require_multipart(request: Request) -> None:
         )
 
 
+def require_json(request: Request) -> None:
+    """415 unless the body is JSON (``application/json`` or ``application/*+json``)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"expected a JSON body with Content-Type: application/json, "
+            f"got {media_type or 'no Content-Type'!r}"
+        )
+
+
 def require_api_key(request: Request) -> None:
     """When an API key is configured, require ``Authorization: Bearer <key>`` (401 otherwise)."""
     settings = getattr(request.app.state, "settings", None)

@@ -4,17 +4,17 @@ import json
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import RuntimeDep
+from app.api.deps import RuntimeDep, require_json
 from app.api.responses import problems
 from app.schemas import GenerateRequest, GenerateResponse, TransduceRequest, TransduceResponse
 
-router = APIRouter(prefix="/char-rnn", tags=["char-rnn"])
+router = APIRouter(prefix="/char-rnn", tags=["char-rnn"], dependencies=[Depends(require_json)])
 
 
-@router.post("/transduce", response_model=TransduceResponse, responses=problems(413, 422, 503))
+@router.post("/transduce", response_model=TransduceResponse, responses=problems(413, 415, 422, 503))
 async def transduce(body: TransduceRequest, runtime: RuntimeDep) -> TransduceResponse:
     """Map each input character to the model's output character ("hello" -> "ohlol")."""
     steps = await anyio.to_thread.run_sync(runtime.char_model(body.model).transduce, body.text)

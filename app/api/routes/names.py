@@ -3,9 +3,9 @@
 import asyncio
 from typing import Final
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from app.api.deps import RuntimeDep
+from app.api.deps import RuntimeDep, require_json
 from app.api.responses import problems
 from app.errors import InvalidInput, ServiceError
 from app.runtime import Runtime
@@ -18,7 +18,7 @@ from app.schemas import (
 from app.services.common import top_predictions
 from app.services.names import NameInput, fold_name
 
-router = APIRouter(tags=["names"])
+router = APIRouter(tags=["names"], dependencies=[Depends(require_json)])
 MODEL: Final = "name-gru"
 
 
