@@ -6,6 +6,8 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from app.api.deps import require_api_key
 from app.api.responses import problems
@@ -16,6 +18,7 @@ from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.settings import Settings
+from models.checkpoint import CheckpointError
 
 logger = logging.getLogger("app")
 DESCRIPTION = """Typed inference over the classic PyTorch course networks: handwritten digits
@@ -24,14 +27,19 @@ Every error is `application/problem+json` (RFC 9457)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application; settings are read and models loaded in the lifespan."""
+    """Build the application from ``settings`` (default: the environment); models load in the
+    lifespan."""
+    settings = settings or Settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolved = settings or Settings()
-        app.state.settings = resolved
-        configure_logging(resolved.log_format, resolved.log_level)
-        runtime = await anyio.to_thread.run_sync(Runtime.build, resolved)
+        configure_logging(settings.log_format, settings.log_level)
+        try:
+            runtime = await anyio.to_thread.run_sync(Runtime.build, settings)
+        except CheckpointError as exc:
+            logger.error("cannot start: %s", exc)
+            raise
         await anyio.to_thread.run_sync(runtime.warm)
         runtime.start_batchers(metrics)
         runtime.ready = True
@@ -45,27 +53,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.ready = False
             await runtime.stop()
 
+    docs = settings.docs_enabled
     app = FastAPI(
         title="tinyzoo",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
-    metrics = Metrics()
+    app.state.settings = settings
     app.state.metrics = metrics
     install_problem_handlers(app)
     for router in (names.router, digits.router, char_rnn.router, models.router):
         app.include_router(router, dependencies=[Depends(require_api_key)], responses=problems(401))
     app.include_router(health.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=lambda: _body_limit(app, settings))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
 
 
-def _body_limit(app: FastAPI, settings: Settings | None) -> int:
-    resolved: Settings | None = getattr(app.state, "settings", None) or settings
-    return resolved.max_body_bytes if resolved else Settings.model_fields["max_body_bytes"].default
+class _App:
+    """The ASGI entry point for servers: builds the app (reading settings) on first use, so
+    importing this module does no work."""
+
+    def __init__(self) -> None:
+        self._app: FastAPI | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = create_app()
+        await self._app(scope, receive, send)
 
 
-app = create_app()
+app = _App()

@@ -41,8 +41,7 @@ def require_json(request: Request) -> None:
 
 def require_api_key(request: Request) -> None:
     """When an API key is configured, require ``Authorization: Bearer <key>`` (401 otherwise)."""
-    settings = getattr(request.app.state, "settings", None)
-    expected = settings.api_key if settings is not None else None
+    expected = request.app.state.settings.api_key
     if not expected:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
