@@ -155,7 +155,7 @@ async def test_bad_uploads(client: httpx.AsyncClient) -> None:
 
 async def test_unusual_but_valid_images_are_read(client: httpx.AsyncClient) -> None:
     one = Image.open(io.BytesIO(digit_png(112, dark_on_light=True)))
-    sixteen = Image.fromarray((np.asarray(one, dtype=np.uint16) * 257))
+    sixteen = Image.fromarray(np.asarray(one, dtype=np.uint16) * 257)
     frames = [one.convert("P"), Image.new("P", one.size, 0)]
     gif = io.BytesIO()
     frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
