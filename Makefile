@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODELS := digit-resnet digit-inception name-gru char-rnn-hello char-rnn-shakespeare
 
-.PHONY: install serve test lint typecheck train train-lecture bench clean
+.PHONY: install serve test lint typecheck train train-lecture bench bench-digits clean
 
 install: $(STAMP)
 
@@ -44,7 +44,14 @@ train-lecture: install
 	for m in digit-inception digit-resnet name-gru; do \
 		$(PY) -m training $$m --recipe lecture --out build/lecture || exit 1; done
 
+# Serving throughput and latency (writes bench/RESULTS.md); needs wrk, and LitServe for the peer.
 bench: install
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(PIP) install --quiet -c constraints.txt 'litserve==0.2.19'
+	$(PY) -m bench.serve_bench
+
+# Accuracy of both digit models on realistic photos and scans made from MNIST test digits.
+bench-digits: install
 	$(PY) -m bench.realistic_digits
 
 clean:

@@ -1,0 +1,277 @@
+"""``make bench``: throughput and latency of the service against its HTTP ceiling and a peer.
+
+Starts each server pinned to one core (``taskset -c 0``) and drives it with ``wrk`` pinned to
+the other core, sweeping concurrency for ``POST /digit`` (both models, a PNG upload) and
+``POST /classify-name``. Servers: the service as shipped, the same service with batching off
+(``TINYZOO_MAX_BATCH_SIZE=1``), a bare FastAPI app reading the same requests (the ceiling),
+and LitServe serving the same digit checkpoint with its own batching (the peer). Reports
+medians over repeats, startup time to ready and peak RSS, and writes ``bench/RESULTS.md``.
+"""
+
+import argparse
+import io
+import os
+import platform
+import re
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from training.data import default_data_dir, load_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK = ROOT / "bench" / "wrk"
+ENDPOINTS = {
+    "digit-inception": ("/digit?model=digit-inception", "digit.lua"),
+    "digit-resnet": ("/digit?model=digit-resnet", "digit.lua"),
+    "classify-name": ("/classify-name", "name.lua"),
+}
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    ready_path: str
+    endpoints: dict[str, str]  # endpoint key -> path on this server
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50: float
+    p90: float
+    p99: float
+    errors: int
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def parse_wrk(out: str) -> Sample:
+    """Requests/s, latency percentiles (ms) and errors from ``wrk --latency`` output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {
+        int(p): _ms(v, u) for p, v, u in re.findall(r"\s(50|90|99)%\s+([\d.]+)(us|ms|s|m)\b", out)
+    }
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return Sample(rps, pct.get(50, 0.0), pct.get(90, 0.0), pct.get(99, 0.0), errors)
+
+
+def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
+    """Start a server on core 0; return it and the seconds until it answered ready."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *[c.format(port=port) for c in server.command]],
+        cwd=ROOT,
+        env={**os.environ, **server.env, "BENCH_PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}{server.ready_path}"
+    while time.perf_counter() - started < 120:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return proc, time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{server.name} not ready in 120 s")
+
+
+def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
+    """Peak resident memory of the server and its children, in MB."""
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    pids = [str(proc.pid), *children.stdout.split()]
+    total = 0
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status")
+        if status.exists():
+            match = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+            total += int(match.group(1)) if match else 0
+    return total / 1024
+
+
+def run_wrk(url: str, script: str, concurrency: int, seconds: float, png: Path) -> Sample:
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK / script),
+        url,
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "BENCH_FILE": str(png)}, check=True
+    ).stdout
+    return parse_wrk(out)
+
+
+def mnist_png(path: Path) -> Path:
+    """An MNIST test digit saved as a PNG: the upload every digit request sends."""
+    image = load_mnist(default_data_dir(), "test").images[0].numpy()
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def servers(python: str) -> list[Server]:
+    uvicorn = [
+        python,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    one_core = {"TINYZOO_THREADS": "1", "TINYZOO_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    paths = {key: path for key, (path, _) in ENDPOINTS.items()}
+    out = [
+        Server("service (shipped)", [*uvicorn, "app.main:app"], one_core, "/readyz", paths),
+        Server(
+            "service, batching off",
+            [*uvicorn, "app.main:app"],
+            {**one_core, "TINYZOO_MAX_BATCH_SIZE": "1"},
+            "/readyz",
+            paths,
+        ),
+        Server(
+            "bare FastAPI (ceiling)",
+            [*uvicorn, "bench.echo:app"],
+            one_core,
+            "/docs",
+            {
+                "digit-inception": "/digit",
+                "digit-resnet": "/digit",
+                "classify-name": "/classify-name",
+            },
+        ),
+    ]
+    try:
+        import litserve  # noqa: F401
+
+        out.append(
+            Server(
+                "LitServe 64/5 ms (peer)",
+                [python, "-m", "bench.litserve_peer"],
+                {**one_core, "BENCH_MODEL": "digit-inception"},
+                "/health",
+                {"digit-inception": "/predict"},
+            )
+        )
+    except ImportError:
+        print("litserve is not installed: the peer is skipped", file=sys.stderr)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args()
+    rows: list[str] = []
+    extras: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        png = mnist_png(Path(tmp) / "digit.png")
+        for server in servers(sys.executable):
+            port = _port()
+            proc, ready_s = start(server, port)
+            try:
+                for key, path in server.endpoints.items():
+                    script = ENDPOINTS[key][1]
+                    for c in args.concurrency:
+                        samples = [
+                            run_wrk(f"http://127.0.0.1:{port}{path}", script, c, args.seconds, png)
+                            for _ in range(args.repeats)
+                        ]
+                        med = Sample(
+                            *(
+                                statistics.median(getattr(s, f) for s in samples)
+                                for f in ("rps", "p50", "p90", "p99", "errors")
+                            )
+                        )
+                        row = (
+                            f"| {server.name} | {key} | {c} | {med.rps:,.0f} | {med.p50:.1f} | "
+                            f"{med.p90:.1f} | {med.p99:.1f} | {med.errors:.0f} |"
+                        )
+                        print(row, flush=True)
+                        rows.append(row)
+                extras.append(f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |")
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    write_results(args, rows, extras)
+
+
+def write_results(args: argparse.Namespace, rows: list[str], extras: list[str]) -> None:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    command = shlex.join(["python", "-m", "bench.serve_bench", *sys.argv[1:]])
+    text = [
+        "# Serving benchmark",
+        "",
+        f"Machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}. "
+        "Server pinned to core 0 with one torch thread, `wrk` pinned to core 1.",
+        f"Command: `{command}` ({args.repeats} runs of {args.seconds:g} s per cell; medians). "
+        "Latencies in ms.",
+        "",
+        "| server | endpoint | clients | req/s | p50 | p90 | p99 | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        "| server | start to ready | peak RSS |",
+        "| --- | --- | --- |",
+        *extras,
+        "",
+    ]
+    args.out.write_text("\n".join(text))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
