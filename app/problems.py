@@ -113,6 +113,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
         detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = (
+                "the request body could not be parsed (malformed, not UTF-8, or nested too deeply)"
+            )
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}"
         slug = title.lower().replace(" ", "-")

@@ -22,7 +22,9 @@ class Prediction(BaseModel):
 
 class ClassifyNameRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"name": "Nguyễn", "top_k": 3}]}
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"name": "Nguyễn", "top_k": 3}]},
     )
     name: str = Field(
         min_length=1,
@@ -58,6 +60,7 @@ class ClassifyNameResponse(BaseModel):
 class ClassifyNameBatchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"names": ["Müller", "Иванов", "O'Brien"], "top_k": 1}]},
     )
     names: list[str] = Field(min_length=1, max_length=256)
@@ -98,6 +101,7 @@ class DigitResponse(BaseModel):
 class TransduceRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"text": "hello", "model": "char-rnn-hello"}]},
     )
     text: str = Field(min_length=1, max_length=1000)
@@ -130,6 +134,7 @@ class TransduceResponse(BaseModel):
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {

@@ -19,7 +19,7 @@ class Problem(BaseModel):
 
 
 _EXAMPLES = {
-    400: ("undecodable-image", "Image could not be decoded", "the upload is not a readable image"),
+    400: ("bad-request", "Bad request", "the request body could not be parsed"),
     401: ("unauthorized", "Missing or invalid API key", "this server needs an API key"),
     404: ("not-found", "Not found", "no model named 'x'"),
     413: (

@@ -10,6 +10,8 @@ from app.schemas import Step
 from models.char_rnn import CharRNN, Hidden
 from models.checkpoint import Checkpoint
 
+MIN_TEMPERATURE = 1e-4  # below this, sampling is the same as taking the likeliest character
+
 
 class CharModel:
     """A char-RNN checkpoint and its vocabulary."""
@@ -68,7 +70,7 @@ class CharModel:
         with torch.inference_mode():
             logits, hidden = self.model(context, hidden)
             for _ in range(max_chars):
-                scores = logits[0, -1].float().cpu() / temperature  # V
+                scores = logits[0, -1].double().cpu() / max(temperature, MIN_TEMPERATURE)  # V
                 if k is not None:
                     kth = scores.topk(k).values[-1]
                     scores = scores.masked_fill(scores < kth, float("-inf"))

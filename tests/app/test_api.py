@@ -306,3 +306,11 @@ async def test_api_key_guards_predictions_but_not_health(settings: Any, make_cli
         assert (await c.get("/healthz")).status_code == 200
         assert (await c.get("/readyz")).status_code == 200
         assert (await c.get("/metrics")).status_code == 200
+
+
+async def test_tiny_temperature_is_greedy_not_a_crash(client: httpx.AsyncClient) -> None:
+    req = {"prompt": "A", "max_chars": 30, "temperature": 5e-324, "seed": 1}
+    tiny = await client.post("/char-rnn/generate", json=req)
+    greedy = await client.post("/char-rnn/generate", json={**req, "temperature": 1, "top_k": 1})
+    assert tiny.status_code == 200
+    assert tiny.json()["text"] == greedy.json()["text"]

@@ -14,7 +14,9 @@ from app.schemas import GenerateRequest, GenerateResponse, TransduceRequest, Tra
 router = APIRouter(prefix="/char-rnn", tags=["char-rnn"], dependencies=[Depends(require_json)])
 
 
-@router.post("/transduce", response_model=TransduceResponse, responses=problems(413, 415, 422, 503))
+@router.post(
+    "/transduce", response_model=TransduceResponse, responses=problems(400, 413, 415, 422, 503)
+)
 async def transduce(body: TransduceRequest, runtime: RuntimeDep) -> TransduceResponse:
     """Map each input character to the model's output character ("hello" -> "ohlol")."""
     steps = await anyio.to_thread.run_sync(runtime.char_model(body.model).transduce, body.text)
@@ -25,7 +27,7 @@ async def transduce(body: TransduceRequest, runtime: RuntimeDep) -> TransduceRes
     "/generate",
     response_model=GenerateResponse,
     responses={
-        **problems(413, 422, 503),
+        **problems(400, 413, 415, 422, 503),
         200: {
             "content": {
                 "text/event-stream": {

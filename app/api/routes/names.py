@@ -36,7 +36,7 @@ async def _classify(runtime: Runtime, item: NameInput, top_k: int) -> ClassifyNa
 @router.post(
     "/classify-name",
     response_model=ClassifyNameResponse,
-    responses=problems(413, 415, 422, 429, 503, 504),
+    responses=problems(400, 413, 415, 422, 429, 503, 504),
 )
 async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> ClassifyNameResponse:
     """Tell the likeliest countries of origin of a surname written in any script."""
@@ -46,7 +46,7 @@ async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> Class
 @router.post(
     "/classify-name/batch",
     response_model=ClassifyNameBatchResponse,
-    responses=problems(413, 415, 422, 429, 503, 504),
+    responses=problems(400, 413, 415, 422, 429, 503, 504),
 )
 async def classify_names(
     body: ClassifyNameBatchRequest, runtime: RuntimeDep
