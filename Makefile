@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODELS := digit-resnet digit-inception name-gru char-rnn-hello char-rnn-shakespeare
 
-.PHONY: install serve test lint typecheck train train-lecture bench bench-digits clean
+.PHONY: install browser serve test lint typecheck train train-lecture bench bench-digits clean
 
 install: $(STAMP)
 
@@ -20,13 +20,21 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 serve: install
-	$(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log
 
-test: install
+test: install browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# The demo page's browser test drives Debian's /usr/bin/chromium through Playwright (never a
+# downloaded browser); playwright itself comes with the dev extras.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser: $(VENV)/.browser
+$(VENV)/.browser: $(STAMP)
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+	touch $@
 
 lint: install
 	$(PY) -m ruff check .

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 
 import anyio.to_thread
 
-from app.errors import DeadlineExceeded, QueueFull
+from app.errors import DeadlineExceeded, InferenceFailed, QueueFull
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -134,11 +134,13 @@ class Batcher(Generic[In, Out]):
                 outputs = await anyio.to_thread.run_sync(
                     self.predict_batch, [item.value for item in batch]
                 )
-            except Exception as exc:  # one failed batch fails only its own requests
+            except Exception:  # one failed batch fails only its own requests
                 logger.exception("%s: batch of %d failed", self.name, len(batch))
                 for item in batch:
                     if not item.future.done():
-                        item.future.set_exception(exc)
+                        item.future.set_exception(
+                            InferenceFailed(f"{self.name} failed on this input's batch; retry")
+                        )
                 continue
             elapsed = time.perf_counter() - started
             self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed

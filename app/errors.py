@@ -59,6 +59,10 @@ class NoDigitFound(InvalidInput):
     slug, title = "no-digit-found", "No digit found"
 
 
+class InferenceFailed(ServiceError):
+    status, slug, title = 500, "inference-failed", "Model failed"
+
+
 class QueueFull(ServiceError):
     status, slug, title = 429, "queue-full", "Too many requests queued"
 

@@ -11,7 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.deps import require_api_key
 from app.api.responses import problems
-from app.api.routes import char_rnn, digits, health, models, names
+from app.api.routes import char_rnn, demo, digits, health, models, names
 from app.logs import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (names.router, digits.router, char_rnn.router, models.router):
         app.include_router(router, dependencies=[Depends(require_api_key)], responses=problems(401))
     app.include_router(health.router)
+    app.include_router(demo.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

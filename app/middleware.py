@@ -1,13 +1,17 @@
 """Pure ASGI middleware: request ids and the request body limit."""
 
+import logging
 import re
+import time
 import uuid
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.logs import request_id as current_request_id
 from app.problems import problem
 
+access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -24,15 +28,26 @@ class RequestIdMiddleware:
         given = Request(scope).headers.get("x-request-id", "")
         request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        token = current_request_id.set(request_id)
+
+        started = time.perf_counter()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            access.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, elapsed_ms)
+            current_request_id.reset(token)
 
 
 class BodyLimitMiddleware:

@@ -24,7 +24,7 @@ class ClassifyNameRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        json_schema_extra={"examples": [{"name": "Nguyễn", "top_k": 3}]},
+        json_schema_extra={"examples": [{"name": "Kowalski", "top_k": 3}]},
     )
     name: str = Field(
         min_length=1,
@@ -39,13 +39,13 @@ class ClassifyNameResponse(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "name": "Nguyễn",
-                    "normalized": "Nguyen",
+                    "name": "Papadópoulos",
+                    "normalized": "Papadopoulos",
                     "model": "name-gru",
                     "predictions": [
-                        {"label": "Vietnamese", "probability": 0.97},
-                        {"label": "Chinese", "probability": 0.01},
-                        {"label": "Korean", "probability": 0.01},
+                        {"label": "Greek", "probability": 0.98},
+                        {"label": "Russian", "probability": 0.012},
+                        {"label": "Portuguese", "probability": 0.002},
                     ],
                 }
             ]

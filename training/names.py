@@ -129,8 +129,8 @@ def train_names(run: Run) -> dict[str, Any]:
     n_val = int(len(names) * recipe.val_fraction)
     val_idx, train_idx = order[:n_val].tolist(), order[n_val:].tolist()
     steps = math.ceil(len(train_idx) / recipe.batch_size)
-    counts = torch.bincount(targets, minlength=len(labels)).float()
-    class_weights = ((counts.max() / counts.clamp_min(1)) ** recipe.class_weight_power).to(
+    per_class = torch.bincount(targets, minlength=len(labels)).float()
+    class_weights = ((per_class.max() / per_class.clamp_min(1)) ** recipe.class_weight_power).to(
         run.device
     )
     if run.dry_run:

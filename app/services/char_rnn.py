@@ -32,9 +32,18 @@ class CharModel:
             shown = ", ".join(repr(c) for c in unknown[:20])
             raise InvalidInput(
                 f"{field} has characters that {self.name} does not know: {shown}; "
-                f"its vocabulary is {''.join(self.vocab)!r}"
+                f"it knows {self.describe_vocabulary()}"
             )
         return torch.tensor([[self.index[c] for c in text]], device=self.device)
+
+    def describe_vocabulary(self) -> str:
+        """Short human description: 'helo', or 'letters, newline, space and ...'."""
+        letters = "".join(c for c in self.vocab if c.isalpha())
+        parts = [letters if len(letters) < 10 else "letters A-Z and a-z"]
+        parts += ["newline"] if "\n" in self.vocab else []
+        others = "".join(c for c in self.vocab if not c.isalpha() and c != "\n")
+        parts += [f"the characters {others!r}"] if others else []
+        return ", ".join(parts)
 
     def transduce(self, text: str) -> list[Step]:
         """The likeliest output character at every input step."""

@@ -314,3 +314,36 @@ async def test_tiny_temperature_is_greedy_not_a_crash(client: httpx.AsyncClient)
     greedy = await client.post("/char-rnn/generate", json={**req, "temperature": 1, "top_k": 1})
     assert tiny.status_code == 200
     assert tiny.json()["text"] == greedy.json()["text"]
+
+
+async def test_a_failing_model_fails_only_its_batch_with_a_500_problem(
+    client: httpx.AsyncClient,
+) -> None:
+    batcher = client._transport.app.state.runtime.batchers["name-gru"]  # type: ignore[attr-defined]
+    working = batcher.predict_batch
+
+    def explode(items: Any) -> Any:
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    batcher.predict_batch = explode
+    failed = await client.post("/classify-name", json={"name": "Smith"})
+    body = assert_problem(failed, 500)
+    assert "CUDA" not in failed.text
+    assert "retry" in body["detail"]
+    batcher.predict_batch = working
+    assert (await client.post("/classify-name", json={"name": "Smith"})).status_code == 200
+
+
+async def test_log_lines_carry_the_request_id(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from app.logs import RequestIdFilter
+
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        await client.get("/healthz", headers={"X-Request-ID": "trace-me-42"})
+    lines = [r for r in caplog.records if r.name == "app.access"]
+    assert any(getattr(r, "request_id", None) == "trace-me-42" for r in lines)
+    assert any("GET /healthz 200" in r.getMessage() for r in lines)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from app.batching import Batcher
-from app.errors import DeadlineExceeded, QueueFull
+from app.errors import DeadlineExceeded, InferenceFailed, QueueFull
 
 pytestmark = pytest.mark.anyio
 
@@ -94,7 +94,7 @@ async def test_a_failing_batch_fails_only_its_requests() -> None:
     batcher = make(recorder)
     batcher.start()
     recorder.fail = True
-    with pytest.raises(RuntimeError, match="exploded"):
+    with pytest.raises(InferenceFailed, match="failed on this input's batch"):
         await batcher.submit(1)
     recorder.fail = False
     assert await batcher.submit(4) == 8

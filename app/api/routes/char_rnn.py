@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import RuntimeDep, require_json
 from app.api.responses import problems
+from app.errors import InvalidInput
 from app.schemas import GenerateRequest, GenerateResponse, TransduceRequest, TransduceResponse
 
 router = APIRouter(prefix="/char-rnn", tags=["char-rnn"], dependencies=[Depends(require_json)])
@@ -46,6 +47,9 @@ async def generate(
 ) -> GenerateResponse | StreamingResponse:
     """Continue a prompt character by character; ``stream: true`` sends chunks as they come."""
     model = runtime.char_model(body.model)
+    cap = runtime.settings.max_generate_chars
+    if body.max_chars > cap:
+        raise InvalidInput(f"max_chars is {body.max_chars}; this server generates at most {cap}")
     model.encode(body.prompt, "prompt")
     chunks = model.generate(body.prompt, body.max_chars, body.temperature, body.top_k, body.seed)
     if not body.stream:

@@ -1,0 +1,269 @@
+"""Ink analysis of greyscale arrays: polarity, background, contrast, the digit's box and strokes.
+
+Arrays are float32 with values in [0, 1]; "ink-bright" arrays have the ink as the high values.
+"""
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from app.errors import NoDigitFound
+
+FIELD = 28
+BOX = 20
+CENTRE = 14.0
+KEEP_SIZES = range(18, BOX + 1)
+MIN_STROKE = 1.6
+TARGET_STROKE = 2.2
+MASK_LEVEL = 0.4
+MIN_CONTRAST = 0.06
+MIN_SNR = 3.0
+MIN_MASS = 2.0
+MIN_PART = 0.03
+FLAT = 0.04
+DECISIVE = 0.05
+SPREAD = 90.0
+BLOCKS = 16
+MIN_BLOCK = 8
+
+Box = tuple[int, int, int, int]
+Plane = tuple[float, float, float]
+
+
+def _starts(n: int, side: int) -> np.ndarray:
+    """Starts of equal blocks covering 0..n, overlapping a little rather than overhanging."""
+    return np.round(np.linspace(0, n - side, math.ceil(n / side))).astype(np.intp)
+
+
+def _block_grid(x: np.ndarray, q: float) -> np.ndarray:
+    """The q-th percentile of each block, about BLOCKS of them along the longer side."""
+    h, w = x.shape
+    side = max(MIN_BLOCK, math.ceil(max(h, w) / BLOCKS))
+    sy, sx = min(side, h), min(side, w)
+    rows = (_starts(h, sy)[:, None] + np.arange(sy)).ravel()
+    cols = (_starts(w, sx)[:, None] + np.arange(sx)).ravel()
+    ny, nx = rows.size // sy, cols.size // sx
+    cells = x[np.ix_(rows, cols)].reshape(ny, sy, nx, sx).transpose(0, 2, 1, 3)
+    grid: np.ndarray = np.percentile(cells.reshape(ny, nx, -1), q, axis=2)  # ny x nx
+    return grid.astype(np.float32)
+
+
+def _neighbourhood(grid: np.ndarray, largest: bool) -> np.ndarray:
+    """Maximum (or minimum) over each cell's 3 x 3 neighbourhood."""
+    padded = np.pad(grid, 1, mode="edge")
+    h, w = grid.shape
+    stack = np.stack([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)])
+    out: np.ndarray = stack.max(axis=0) if largest else stack.min(axis=0)
+    return out
+
+
+def _opened(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Background of an ink-bright array as a morphological opening of its block grid: the
+    grid upsampled to the array's shape, and the grid itself."""
+    grid = _neighbourhood(_neighbourhood(_block_grid(x, 30), largest=False), largest=True)
+    image = Image.fromarray(grid.astype(np.float32))
+    smooth = np.asarray(image.resize((x.shape[1], x.shape[0]), Image.Resampling.BILINEAR))
+    return smooth, grid
+
+
+def _extremes(x: np.ndarray) -> tuple[float, float]:
+    """The k-th smallest and k-th largest values, k a small share of the pixels (skips specks)."""
+    flat = x.ravel()
+    k = min(max(3, flat.size // 2000), flat.size)
+    part = np.partition(flat, [k - 1, flat.size - k])
+    return float(part[k - 1]), float(part[flat.size - k])
+
+
+def dark_ink(g: np.ndarray) -> bool:
+    """Whether the ink is darker than the background (paper) rather than brighter (screen).
+
+    The ink is whichever extreme lies further from the median level; when the two are close
+    (faint ink under uneven light), whichever reading stands out more above its own background.
+    """
+    level = float(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
+    darkest, brightest = _extremes(g)
+    lean = (level - darkest) - (brightest - level)
+    if abs(lean) > DECISIVE:
+        return lean > 0
+    return _contrast(1 - g) > _contrast(g)
+
+
+def _contrast(x: np.ndarray) -> float:
+    """How far the strongest bright features of x rise above the local background."""
+    return _extremes(x - _opened(x)[0])[1]
+
+
+def background(x: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """Background of an ink-bright array: the local level, a typical flat level, and whether the
+    background is flat.
+
+    The background is flat (scans, screens) when the paper pixels along the image's edge, those
+    well below the inkiest level, mostly sit at one level; it is then that level, so
+    that bold strokes, even ones touching the edges, are never mistaken for background.
+    """
+    smooth, grid = _opened(x)
+    darkest, inkiest = _extremes(x)
+    paper = x[x <= darkest + 0.3 * (inkiest - darkest)]
+    if paper.size:
+        low, level, high = np.percentile(paper, [10, 50, SPREAD])
+        if float(high - low) < FLAT:
+            return np.full(x.shape, float(level), dtype=np.float32), float(level), True
+    level = float(np.median(grid))
+    return smooth, level, False
+
+
+def plane(x: np.ndarray, box: Box) -> Plane:
+    """Background under the digit: a plane ``c + cy * y + cx * x`` fitted robustly to a ring of
+    pixels around its box, so that no stroke, however bold, counts as background."""
+    h, w = x.shape
+    top, bottom, left, right = box
+    near = 2
+    far = near + max(3, round(0.15 * max(bottom - top, right - left)))
+    ring = np.zeros((h, w), dtype=bool)
+    ring[max(0, top - far) : bottom + far, max(0, left - far) : right + far] = True
+    ring[max(0, top - near) : bottom + near, max(0, left - near) : right + near] = False
+    ys, xs = np.nonzero(ring)
+    values = x[ys, xs].astype(np.float64)
+    if values.size < 12:
+        return float(np.percentile(x, 20)), 0.0, 0.0
+    design = np.column_stack([np.ones_like(values), ys, xs])  # n x 3
+    keep = np.ones(values.size, dtype=bool)
+    for _ in range(3):
+        coef = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        residual = values - design @ coef
+        spread = 1.4826 * float(np.median(np.abs(residual[keep])))
+        keep = residual < max(3 * spread, 0.02)
+    return float(coef[0]), float(coef[1]), float(coef[2])
+
+
+def stretch(r: np.ndarray) -> np.ndarray:
+    """Ink above the background: the noise floor goes to 0 and the strong strokes to 1."""
+    below = r[r < 0]
+    noise = float(np.sqrt(np.mean(np.square(below)))) if below.size else 0.0
+    lo = 4 * noise
+    peak = _extremes(r)[1]
+    if peak <= lo:
+        raise NoDigitFound("no digit found: the image is blank, one flat or noisy colour")
+    hi = float(np.percentile(r[r >= max(lo, peak / 2)], 95))
+    if hi - lo < max(MIN_CONTRAST, MIN_SNR * noise):
+        raise NoDigitFound(
+            f"no digit found: nothing stands out from the background (contrast {hi - lo:.0%})"
+        )
+    return np.clip((r - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def _leading(flags: np.ndarray) -> int:
+    """How many entries at the start are true."""
+    return int(flags.size) if flags.all() else int(np.argmin(flags))
+
+
+def _edge_lines(mask: np.ndarray) -> np.ndarray:
+    """Rows at the top or bottom edge that are thin lines across the image (paper edges)."""
+    h = mask.shape[0]
+    full = mask.mean(axis=1) > 0.9
+    limit = max(2, round(0.1 * h))
+    drop = np.zeros(h, dtype=bool)
+    top, bottom = _leading(full), _leading(full[::-1])
+    if 0 < top <= limit:
+        drop[:top] = True
+    if 0 < bottom <= limit:
+        drop[h - bottom :] = True
+    return drop
+
+
+def _main_run(profile: np.ndarray) -> tuple[int, int]:
+    """The [start, stop) span of the heaviest run of non-zero entries, joined by the runs near
+    it that carry a real share of the ink (a detached bar), but not by specks."""
+    idx = np.flatnonzero(profile > 0)
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts = idx[np.concatenate([[0], breaks + 1])]
+    stops = idx[np.concatenate([breaks, [idx.size - 1]])] + 1
+    cumulative = np.concatenate([[0.0], np.cumsum(profile)])
+    masses = cumulative[stops] - cumulative[starts]
+    first = last = int(np.argmax(masses))
+    grown = True
+    while grown:
+        grown = False
+        start, stop = int(starts[first]), int(stops[last])
+        share = MIN_PART * float(masses[first : last + 1].sum())
+        if first > 0 and start - stops[first - 1] <= stop - start and masses[first - 1] >= share:
+            first, grown = first - 1, True
+        after = last + 1 < len(starts)
+        if after and starts[last + 1] - stop <= stop - start and masses[last + 1] >= share:
+            last, grown = last + 1, True
+    return int(starts[first]), int(stops[last])
+
+
+def ink_box(a: np.ndarray) -> Box:
+    """(top, bottom, left, right) of the digit, ignoring specks and thin lines at the edges."""
+    h, w = a.shape
+    clean = a.copy()
+    clean[_edge_lines(clean > MASK_LEVEL)] = 0
+    clean[:, _edge_lines((clean > MASK_LEVEL).T)] = 0
+    weight = np.where(clean > MASK_LEVEL, clean, 0)
+    if not weight.any():
+        raise NoDigitFound("no digit found: only faint marks, no strokes")
+    top, bottom, left, right = 0, h, 0, w
+    for _ in range(2):
+        left, right = _main_run(weight[top:bottom].sum(axis=0))
+        top, bottom = _main_run(weight[:, left:right].sum(axis=1))
+    if float(weight[top:bottom, left:right].sum()) < MIN_MASS:
+        raise NoDigitFound("no digit found: only isolated specks, no strokes")
+    y0, y1 = max(0, top - 2), min(h, bottom + 2)
+    x0, x1 = max(0, left - 2), min(w, right + 2)
+    rows = np.flatnonzero(clean[y0:y1, x0:x1].any(axis=1))
+    cols = np.flatnonzero(clean[y0:y1, x0:x1].any(axis=0))
+    return y0 + int(rows[0]), y0 + int(rows[-1]) + 1, x0 + int(cols[0]), x0 + int(cols[-1]) + 1
+
+
+def stroke_width(a: np.ndarray) -> float:
+    """Mean stroke width in pixels: twice the ink's area over its perimeter."""
+    mask = np.pad(a > 0.5, 1)
+    edges = int(np.count_nonzero(mask[1:] != mask[:-1]))
+    edges += int(np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
+    return 2 * int(np.count_nonzero(mask)) / max(edges, 1)
+
+
+def dilate(a: np.ndarray, radius: int) -> np.ndarray:
+    """Grow bright strokes by ``radius`` pixels with an octagonal structuring element."""
+    out = np.pad(a, radius)
+    cross = [(1, 0), (1, 2), (0, 1), (2, 1)]
+    corners = [(0, 0), (0, 2), (2, 0), (2, 2)]
+    for i in range(radius):
+        p = np.pad(out, 1)
+        h, w = out.shape
+        shifts = cross + corners if i % 2 else cross
+        out = np.stack([out] + [p[dy : dy + h, dx : dx + w] for dy, dx in shifts]).max(axis=0)
+    return out
+
+
+def fit(a: np.ndarray) -> np.ndarray:
+    """Scale the cropped digit so its longer side is 20 px, thickening strokes that would end up
+    thinner than MNIST's; a digit already about that size is left as it is."""
+    h, w = a.shape
+    if max(h, w) in KEEP_SIZES:
+        return a
+    scale = BOX / max(h, w)
+    width = stroke_width(a)
+    if width * scale < MIN_STROKE:
+        a = dilate(a, max(1, round((TARGET_STROKE / scale - width) / 2)))
+        h, w = a.shape
+        scale = BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    kind = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    out: np.ndarray = np.asarray(Image.fromarray(a.astype(np.float32)).resize(size, kind))
+    return out.clip(0, 1)
+
+
+def centre(a: np.ndarray) -> np.ndarray:
+    """Place the digit in a 28 x 28 field with its centre of mass on MNIST's centre (14, 14)."""
+    h, w = a.shape
+    mass = float(a.sum())
+    cy = float(a.sum(axis=1) @ np.arange(h)) / mass
+    cx = float(a.sum(axis=0) @ np.arange(w)) / mass
+    oy = min(max(math.floor(CENTRE - cy + 0.5), 0), FIELD - h)
+    ox = min(max(math.floor(CENTRE - cx + 0.5), 0), FIELD - w)
+    field = np.zeros((FIELD, FIELD), dtype=np.float32)
+    field[oy : oy + h, ox : ox + w] = a
+    return field

@@ -1,0 +1,1 @@
+"""Benchmarks of the service's preprocessing on realistic inputs."""

@@ -1,0 +1,312 @@
+"""The demo page at ``/`` in headless Chromium, against the real service on the committed weights.
+
+The service runs with uvicorn in a subprocess on a free port; Playwright drives the browser.
+A full-page screenshot of every test's final state is kept under ``artifacts/demo/``.
+"""
+
+import base64
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is absent (apt-get install chromium); the browser test needs it",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    FilePayload,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
+
+PROJECT = Path(__file__).resolve().parents[2]
+ARTIFACTS = PROJECT / "artifacts" / "demo"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SURNAME, COUNTRY = "Papadopoulos", "Greek"
+STARTUP_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real service (``app.main:app``) on the committed weights; yields its base URL."""
+    port = _free_port()
+    kept = ("TINYZOO_DEVICE", "TINYZOO_THREADS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYZOO_") or k in kept}
+    env |= {"TINYZOO_WEIGHTS_DIR": str(PROJECT / "weights"), "TINYZOO_LOG_LEVEL": "WARNING"}
+    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_ready(base, proc, log_path)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ready(base: str, proc: "subprocess.Popen[bytes]", log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the service exited with {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the service was not ready within {STARTUP_S} s:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """The demo page, loaded; fails the test on any uncaught script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    script_errors: list[str] = []
+    page.on("pageerror", lambda exc: script_errors.append(str(exc)))
+    page.goto("/")
+    expect(page.locator("#model-rows tr")).to_have_count(5)
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
+    context.close()
+    assert not script_errors, script_errors
+
+
+def _draw(page: Page, *strokes: list[tuple[float, float]]) -> None:
+    """Mouse strokes on the drawing pad, in coordinates of a 280 x 280 pad."""
+    box = page.locator("#pad").bounding_box()
+    assert box is not None
+    scale = box["width"] / 280
+    for stroke in strokes:
+        points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=12)
+        page.mouse.up()
+
+
+def _png(draw: Any, size: tuple[int, int] = (200, 240)) -> bytes:
+    image = Image.new("RGB", size, "white")
+    draw(ImageDraw.Draw(image))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _upload(page: Page, name: str, data: bytes) -> None:
+    page.locator("#photo").set_input_files(
+        files=[FilePayload(name=name, mimeType="image/png", buffer=data)]
+    )
+
+
+def _problem_detail(server: str, method: str, path: str, **kwargs: Any) -> str:
+    response = httpx.request(method, server + path, timeout=30, **kwargs)
+    assert response.status_code >= 400
+    assert response.headers["content-type"] == "application/problem+json"
+    detail: str = response.json()["detail"]
+    assert detail
+    return detail
+
+
+def test_drawn_digits_are_read(page: Page) -> None:
+    result = page.locator("#digit-result")
+    _draw(page, [(140, 45), (138, 235)])
+    expect(result).to_have_text("1")
+    expect(page.locator("#digit-bars li")).to_have_count(10)
+    expect(page.locator("#digit-bars li.best .bar-label")).to_have_text("1")
+    seen = page.locator("#digit-seen")
+    expect(seen).to_be_visible()
+    assert seen.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [28, 28]
+    assert seen.evaluate("img => getComputedStyle(img).imageRendering") == "pixelated"
+
+    page.get_by_role("button", name="Clear").click()
+    expect(result).to_have_text("–")
+    expect(page.locator("#digit-bars li")).to_have_count(0)
+    _draw(page, [(70, 60), (210, 60), (120, 240)])
+    expect(result).to_have_text("7")
+
+    page.get_by_label("Model", exact=True).select_option("digit-inception")
+    expect(page.locator("#digit-confidence")).to_contain_text("digit-inception")
+    expect(result).to_have_text("7")
+
+
+def test_uploaded_and_dropped_photos_are_read(page: Page) -> None:
+    zero = _png(lambda d: d.ellipse((40, 30, 160, 210), outline="black", width=18))
+    _upload(page, "zero.png", zero)
+    expect(page.locator("#photo-name")).to_have_text("zero.png")
+    expect(page.locator("#digit-result")).to_have_text("0")
+    expect(page.locator("#digit-bars li")).to_have_count(10)
+
+    one = _png(lambda d: d.line((100, 30, 100, 210), fill="black", width=18))
+    transfer = page.evaluate_handle(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "one.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        base64.b64encode(one).decode(),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#photo-name")).to_have_text("one.png")
+    expect(page.locator("#digit-result")).to_have_text("1")
+
+
+def test_surname_is_classified_as_you_type(page: Page) -> None:
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/classify-name" in r.url else None)
+    page.get_by_label("Surname (any script)").press_sequentially(SURNAME, delay=30)
+    expect(page.locator("#name-bars li").first.locator(".bar-label")).to_have_text(COUNTRY)
+    expect(page.locator("#name-bars li")).to_have_count(5)
+    expect(page.locator("#name-normalized")).to_contain_text(SURNAME)
+    assert len(requests) <= 2, "typing should be debounced"
+
+
+def test_generated_text_streams_into_the_page(page: Page, server: str) -> None:
+    page.get_by_label("Prompt").fill("ROMEO:")
+    page.get_by_label("Characters").fill("100")
+    page.get_by_label("Seed (optional)").fill("7")
+    page.evaluate(
+        """() => {
+            window.storyUpdates = 0;
+            new MutationObserver(() => window.storyUpdates++)
+                .observe(document.getElementById("story-text"), { childList: true });
+        }"""
+    )
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#generate-status")).to_have_text("100 characters generated.")
+    text = page.locator("#story-text").text_content()
+    assert text is not None
+    assert len(text) == 100
+    assert page.evaluate("window.storyUpdates") > 1, "the text should arrive in several chunks"
+    expected = httpx.post(
+        f"{server}/char-rnn/generate",
+        json={"prompt": "ROMEO:", "max_chars": 100, "temperature": 0.8, "seed": 7},
+        timeout=30,
+    ).json()["text"]
+    assert text == expected
+
+    page.get_by_label("Characters").fill("2000")
+    page.get_by_label("Seed (optional)").fill("")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#generate-status")).to_contain_text("characters…")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("#generate-status")).to_have_text(
+        re.compile(r"^Stopped after \d+ characters\.$")
+    )
+    expect(page.get_by_role("button", name="Stop")).to_be_disabled()
+
+    page.get_by_label("Text (letters h, e, l, o)").fill("hello")
+    page.get_by_role("button", name="Transduce").click()
+    expect(page.locator("#transduce-result")).to_contain_text("ohlol")
+
+
+def test_api_errors_show_their_detail(page: Page, server: str) -> None:
+    page.get_by_label("Prompt").fill("café")
+    page.get_by_role("button", name="Generate").click()
+    detail = _problem_detail(server, "POST", "/char-rnn/generate", json={"prompt": "café"})
+    assert "'é'" in detail
+    expect(page.locator("#generate-error")).to_have_text(detail)
+
+    page.get_by_label("Surname (any script)").fill("1234")
+    detail = _problem_detail(server, "POST", "/classify-name", json={"name": "1234"})
+    expect(page.locator("#name-error")).to_have_text(detail)
+    expect(page.locator("#name-bars li")).to_have_count(0)
+
+    blank = _png(lambda d: None)
+    _upload(page, "blank.png", blank)
+    detail = _problem_detail(server, "POST", "/digit", files={"file": ("b.png", blank)})
+    expect(page.locator("#digit-error")).to_have_text(detail)
+    expect(page.locator("#digit-result")).to_have_text("–")
+
+
+def test_model_cards_and_phone_width(page: Page) -> None:
+    rows = page.locator("#model-rows tr")
+    resnet = rows.filter(has=page.get_by_role("link", name="digit-resnet", exact=True))
+    expect(resnet).to_contain_text("99.59 %")
+    expect(resnet).to_contain_text("41,514")
+    expect(resnet).to_contain_text("mnist: 4 files")
+    expect(page.get_by_role("link", name="API documentation")).to_have_attribute("href", "/docs")
+    expect(page.locator("#models-device")).to_contain_text("Running on")
+
+    page.set_viewport_size({"width": 375, "height": 800})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the page is {width} px wide at phone width"
+
+
+def test_page_and_assets_are_served(server: str) -> None:
+    page = httpx.get(f"{server}/")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert 'src="/static/app.js"' in page.text
+    for name, media_type in [("app.js", "text/javascript"), ("app.css", "text/css")]:
+        asset = httpx.get(f"{server}/static/{name}")
+        assert asset.status_code == 200
+        assert asset.headers["content-type"].startswith(media_type)
+    missing = httpx.get(f"{server}/static/index.py")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert "app.css" in missing.json()["detail"]
