@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODELS := digit-resnet digit-inception name-gru char-rnn-hello char-rnn-shakespeare
 
-.PHONY: install browser serve test lint typecheck train train-lecture bench bench-digits clean
+.PHONY: install browser serve test lint typecheck train train-lecture bench bench-digits soak clean
 
 install: $(STAMP)
 
@@ -57,6 +57,11 @@ bench: install
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(PIP) install --quiet -c constraints.txt 'litserve==0.2.19'
 	$(PY) -m bench.serve_bench
+
+# Mixed traffic at concurrency 64 for 5 minutes (MINUTES=...), and a decompression bomb.
+MINUTES ?= 5
+soak: install
+	$(PY) -m bench.soak --minutes $(MINUTES)
 
 # Accuracy of both digit models on realistic photos and scans made from MNIST test digits.
 bench-digits: install
