@@ -51,6 +51,7 @@ RECIPES = {
         label_smoothing=0.05,
         val_fraction=0.1,
         drop_junk=True,
+        class_weight_power=0.3,
     ),
 }
 

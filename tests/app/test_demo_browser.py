@@ -48,7 +48,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SURNAME, COUNTRY = "Papadopoulos", "Greek"
+SURNAME, COUNTRY = "Nguyen", "Vietnamese"
 STARTUP_S = 60
 
 

@@ -89,6 +89,7 @@ async def test_dark_on_white_200px_jpegs_score_at_least_99(
 @pytest.mark.parametrize(
     ("name", "country"),
     [
+        ("Nguyen", "Vietnamese"),
         ("Иванов", "Russian"),
         ("Nakamura", "Japanese"),
         ("Schmidt", "German"),
