@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODELS := digit-resnet digit-inception name-gru char-rnn-hello char-rnn-shakespeare
 
-.PHONY: install browser serve test lint typecheck train train-lecture bench bench-digits soak clean
+.PHONY: install browser serve test lint typecheck train train-lecture bench bench-digits soak container-check clean
 
 install: $(STAMP)
 
@@ -62,6 +62,10 @@ bench: install
 MINUTES ?= 5
 soak: install
 	$(PY) -m bench.soak --minutes $(MINUTES)
+
+# The Dockerfile's install steps and CMD, run without a Docker engine (see deploy/container_check.py).
+container-check: install
+	$(PY) -m deploy.container_check
 
 # Accuracy of both digit models on realistic photos and scans made from MNIST test digits.
 bench-digits: install

@@ -1,0 +1,65 @@
+"""The container recipe and the Kubernetes manifests: linted, validated and consistent."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy.container_check import local_install_args, parse_dockerfile
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(__file__).parents[2] / ".venv/bin/hadolint")
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_serves_the_app_as_the_container_check_runs_it() -> None:
+    recipe = parse_dockerfile()
+    assert recipe.cmd[:2] == ["uvicorn", "app.main:app"]
+    assert recipe.cmd[recipe.cmd.index("--host") + 1] == "0.0.0.0"
+    assert int(recipe.cmd[recipe.cmd.index("--port") + 1]) == recipe.expose[0] == 8000
+    assert recipe.user.isdigit() and int(recipe.user) != 0
+    assert "/readyz" in recipe.healthcheck and "curl" not in recipe.healthcheck
+    assert ["weights", "/srv/weights"] in recipe.copies
+    assert recipe.env["TINYZOO_WEIGHTS_DIR"] == "/srv/weights"
+
+
+def test_install_steps_pin_torch_and_leave_out_dev_extras() -> None:
+    installs = parse_dockerfile().installs
+    assert installs[0][-1] == "torch==2.13.0"
+    assert installs[-1][-1] == "."
+    for args in installs:
+        assert "-c" in args and "constraints.txt" in args
+        assert not any("[dev]" in a for a in args)
+    assert "--index-url" not in local_install_args(installs[0])
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifests_validate_against_the_kubernetes_schemas(path: Path) -> None:
+    if path.name == "kustomization.yaml":
+        resources = yaml.safe_load(path.read_text())["resources"]
+        assert sorted(resources) == sorted(p.name for p in MANIFESTS if p != path)
+        return
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+
+
+def test_deployment_runs_locked_down_with_all_three_probes() -> None:
+    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"requests", "limits"} <= set(container["resources"])
+    assert container["ports"][0]["containerPort"] == parse_dockerfile().expose[0]
