@@ -99,6 +99,7 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _too_large(w: int, h: int, max_pixels: int) -> PayloadTooLarge:
+    """The 413 for an image of w x h pixels."""
     return PayloadTooLarge(
         f"image is {w} x {h} = {w * h:,} pixels, over the limit of {max_pixels:,} pixels"
     )
@@ -216,7 +217,7 @@ def _refine(
     ys = y0 + (np.arange(crop.height) + 0.5) * (y1 - y0) / crop.height - 0.5
     xs = x0 + (np.arange(crop.width) + 0.5) * (x1 - x0) / crop.width - 0.5
     backdrop = bg[0] + bg[1] * ys[:, None] + bg[2] * xs[None, :]  # h x w
-    a = ink.stretch(_ink_bright(crop, dark) - backdrop.astype(np.float32))
+    a = ink.stretch(_ink_bright(crop, dark) - backdrop.astype(np.float32), whole=False)
     top, bottom, left, right = ink.ink_box(a)
     return a[top:bottom, left:right]
 
@@ -225,7 +226,7 @@ def _digit(
     grey: Image.Image, small: Image.Image, x: np.ndarray, bg: np.ndarray, flat: bool, dark: bool
 ) -> np.ndarray:
     """Locate the digit on the small image over background ``bg``, then refine it at full size."""
-    box = ink.ink_box(ink.stretch(x - bg))
+    box = ink.ink_box(ink.stretch(x - bg, whole=True))
     plane = (float(bg[0, 0]), 0.0, 0.0) if flat else ink.plane(x, box)
     return ink.centre(ink.fit(_refine(grey, small, plane, box, dark)))
 
@@ -243,13 +244,16 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     g = np.asarray(small, dtype=np.float32) / 255
     dark = ink.dark_ink(g)
     x = 1 - g if dark else g
-    bg, level, flat = ink.background(x)
+    local, level, flat = ink.background(x)
+    even = np.full_like(x, level)
+    likely, other = (even, local) if flat else (local, even)
     try:
-        return _digit(grey, small, x, bg, flat, dark)
-    except NoDigitFound:
-        if flat:
-            raise
-    return _digit(grey, small, x, np.full_like(x, level), True, dark)
+        return _digit(grey, small, x, likely, flat, dark)
+    except NoDigitFound as exc:
+        try:
+            return _digit(grey, small, x, other, not flat, dark)
+        except NoDigitFound:
+            raise exc from None
 
 
 def to_png(array: np.ndarray) -> bytes:

@@ -21,9 +21,8 @@ MIN_CONTRAST = 0.06
 MIN_SNR = 3.0
 MIN_MASS = 2.0
 MIN_PART = 0.03
-FLAT = 0.04
+FLAT = 0.03
 DECISIVE = 0.05
-SPREAD = 90.0
 BLOCKS = 16
 MIN_BLOCK = 8
 
@@ -78,8 +77,9 @@ def _extremes(x: np.ndarray) -> tuple[float, float]:
 def dark_ink(g: np.ndarray) -> bool:
     """Whether the ink is darker than the background (paper) rather than brighter (screen).
 
-    The ink is whichever extreme lies further from the median level; when the two are close
-    (faint ink under uneven light), whichever reading stands out more above its own background.
+    The ink is whichever extreme lies further from the level along the image's edge (paper
+    surrounds the digit); when the two are close (faint ink under uneven light), whichever
+    reading stands out more above its own local background.
     """
     level = float(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
     darkest, brightest = _extremes(g)
@@ -95,22 +95,19 @@ def _contrast(x: np.ndarray) -> float:
 
 
 def background(x: np.ndarray) -> tuple[np.ndarray, float, bool]:
-    """Background of an ink-bright array: the local level, a typical flat level, and whether the
-    background is flat.
+    """Background of an ink-bright array: its local level, its flat level, and whether it is
+    more likely flat than uneven.
 
-    The background is flat (scans, screens) when the paper pixels along the image's edge, those
-    well below the inkiest level, mostly sit at one level; it is then that level, so
-    that bold strokes, even ones touching the edges, are never mistaken for background.
+    The local level is a blockwise opening, which follows uneven light and shadows; the flat level
+    is the median of the paper pixels (those well below the inkiest level). The background counts
+    as flat (scans, screens, tight crops) when most paper pixels sit at that one level, so that
+    bold strokes are never mistaken for background.
     """
-    smooth, grid = _opened(x)
+    smooth = _opened(x)[0]
     darkest, inkiest = _extremes(x)
     paper = x[x <= darkest + 0.3 * (inkiest - darkest)]
-    if paper.size:
-        low, level, high = np.percentile(paper, [10, 50, SPREAD])
-        if float(high - low) < FLAT:
-            return np.full(x.shape, float(level), dtype=np.float32), float(level), True
-    level = float(np.median(grid))
-    return smooth, level, False
+    low, level, high = np.percentile(paper, [10, 50, 75])
+    return smooth, float(level), float(high - low) < FLAT
 
 
 def plane(x: np.ndarray, box: Box) -> Plane:
@@ -137,11 +134,20 @@ def plane(x: np.ndarray, box: Box) -> Plane:
     return float(coef[0]), float(coef[1]), float(coef[2])
 
 
-def stretch(r: np.ndarray) -> np.ndarray:
-    """Ink above the background: the noise floor goes to 0 and the strong strokes to 1."""
+def stretch(r: np.ndarray, *, whole: bool) -> np.ndarray:
+    """Ink above the background: the noise floor goes to 0 and the strong strokes to 1.
+
+    The noise is read from the residual below the background; on a whole image, where paper is
+    the larger part, also from the residual's lower quartile, which holds even where the
+    background level itself is off.
+    """
     below = r[r < 0]
     noise = float(np.sqrt(np.mean(np.square(below)))) if below.size else 0.0
     lo = 4 * noise
+    if whole:
+        q5, q25 = (float(q) for q in np.percentile(r, [5, 25]))
+        noise = max(noise, (q25 - q5) / 0.97)
+        lo = max(q25, 0.0) + 4 * noise
     peak = _extremes(r)[1]
     if peak <= lo:
         raise NoDigitFound("no digit found: the image is blank, one flat or noisy colour")

@@ -9,6 +9,7 @@ baseline (greyscale, plain resize to 28 x 28); "after" is ``decode_image`` + ``t
 """
 
 import argparse
+import contextlib
 import io
 import math
 import time
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from app.errors import NoDigitFound
 from app.imaging import decode_image, to_mnist, to_png
 from models.checkpoint import Checkpoint, load_checkpoint
 from training.data import default_data_dir, load_mnist
@@ -244,7 +246,13 @@ def predict(checkpoint: Checkpoint, arrays: np.ndarray) -> np.ndarray:
 
 
 def _prepare(datas: list[bytes]) -> np.ndarray:
-    return np.stack([to_mnist(decode_image(d)) for d in datas])
+    """decode_image + to_mnist for each upload; an upload refused as holding no digit becomes
+    an empty field (and so, almost surely, a wrong answer)."""
+    out = np.zeros((len(datas), 28, 28), dtype=np.float32)
+    for i, data in enumerate(datas):
+        with contextlib.suppress(NoDigitFound):
+            out[i] = to_mnist(decode_image(data))
+    return out
 
 
 def _jpeg_200(digit: np.ndarray) -> bytes:
@@ -334,8 +342,14 @@ def run(limit: int, examples: Path | None) -> str:
     for n, c in checkpoints.items():
         accs = [(predict(c, x) == labels).mean() for x in (raw, roundtrip, jpeg_before, jpeg_after)]
         out.append(f"| {n} | " + " | ".join(f"{100 * a:.2f} %" for a in accs) + " |")
-    changed = int((np.abs(roundtrip - raw).max(axis=(1, 2)) > 1 / 255).sum())
-    out += ["", f"PNG round trip: {changed} of {len(raw)} digits differ by more than 1/255.", ""]
+    diff = np.abs(roundtrip - raw)
+    moved = int((diff.max(axis=(1, 2)) > 0.1).sum())
+    out += [
+        "",
+        f"PNG round trip: mean |difference| from the raw digits {diff.mean():.4f}; {moved} of "
+        f"{len(raw)} differ anywhere by more than 0.1 (specks dropped, 1 px recentring, rescale).",
+        "",
+    ]
     out += ["## Timing (median of 7)", "", "| case | time |", "|---|---:|", *_timing(images[0])]
     return "\n".join(out) + "\n"
 

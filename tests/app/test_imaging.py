@@ -33,20 +33,24 @@ def seven(size: int = 200, width: int = 14) -> np.ndarray:
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    """The image saved in ``fmt``, as bytes."""
     buf = io.BytesIO()
     image.save(buf, format=fmt, **params)
     return buf.getvalue()
 
 
 def prepare(data: bytes) -> np.ndarray:
+    """Upload bytes -> the 28 x 28 array the model sees."""
     return to_mnist(decode_image(data))
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two arrays' pixels."""
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
 def centre_of_mass(a: np.ndarray) -> tuple[float, float]:
+    """(row, column) of the ink's centre of mass."""
     ys, xs = np.mgrid[0:28, 0:28]
     return float((a * ys).sum() / a.sum()), float((a * xs).sum() / a.sum())
 
@@ -59,6 +63,7 @@ def reference() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def mnist_digits(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The first six MNIST test digits and their labels."""
     test = load_mnist(data_dir, "test")
     return test.images[:6].numpy(), test.labels[:6].numpy()
 
@@ -214,11 +219,29 @@ def test_blank_images_have_no_digit(colour: str | tuple[int, int, int]) -> None:
         prepare(encode(Image.new("RGB", (300, 200), colour), "JPEG"))
 
 
-def test_noise_alone_is_no_digit() -> None:
+@pytest.mark.parametrize("sigma", [3, 12, 40])
+def test_noise_alone_is_no_digit(sigma: float) -> None:
     rng = np.random.default_rng(3)
-    noise = np.clip(rng.normal(180, 6, (240, 320)), 0, 255).astype(np.uint8)
+    noise = np.clip(rng.normal(180, sigma, (240, 320)), 0, 255).astype(np.uint8)
     with pytest.raises(NoDigitFound):
-        prepare(encode(Image.fromarray(noise), "PNG"))
+        prepare(encode(Image.fromarray(noise), "JPEG"))
+
+
+def test_shading_alone_is_no_digit() -> None:
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:300, 0:400]
+    ramp = 1 - 0.4 * xx / 400 - 0.3 * np.exp(-((yy - 150) ** 2 + (xx - 100) ** 2) / 8000)
+    page = np.clip(230 * ramp + rng.normal(0, 3, ramp.shape), 0, 255).astype(np.uint8)
+    with pytest.raises(NoDigitFound):
+        prepare(encode(Image.fromarray(page), "JPEG"))
+
+
+def test_tight_crop_without_margin(reference: np.ndarray) -> None:
+    ink = seven()
+    rows, cols = np.nonzero(ink)
+    tight = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    for pixels in (tight, 255 - tight):
+        assert correlation(prepare(encode(Image.fromarray(pixels), "PNG")), reference) > 0.9
 
 
 def test_fully_transparent_is_no_digit() -> None:
