@@ -21,7 +21,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     TINYZOO_WEIGHTS_DIR=/srv/weights \
-    TINYZOO_LOG_FORMAT=json
+    TINYZOO_LOG_FORMAT=json \
+    MALLOC_ARENA_MAX=2
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin tinyzoo
 COPY --from=build /opt/venv /opt/venv
 COPY weights /srv/weights

@@ -2,9 +2,11 @@
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
+import anyio
 import numpy as np
 import torch
 
@@ -31,6 +33,9 @@ class Runtime:
     chars: dict[str, CharModel] = field(default_factory=dict)
     batchers: dict[str, Batcher[object, torch.Tensor]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    cpu_limiter: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1)
+    )
     ready: bool = False
 
     @classmethod
@@ -40,6 +45,8 @@ class Runtime:
             torch.set_num_threads(settings.threads)
         device = resolve_device(settings.device)
         runtime = cls(settings=settings, registry=ModelRegistry.load(settings.weights_dir, device))
+        if settings.preprocess_threads:
+            runtime.cpu_limiter = anyio.CapacityLimiter(settings.preprocess_threads)
         for name, checkpoint in runtime.registry.models.items():
             arch = checkpoint.card["architecture"]
             if arch in ("InceptionNet", "ResNet"):

@@ -151,7 +151,9 @@ async def soak(base: str, seconds: float, concurrency: int, pid: int) -> dict[st
             rss.append((time.perf_counter() - started, rss_mb(pid)))
             await asyncio.sleep(5)
 
-    limits = httpx.Limits(max_connections=concurrency)
+    # Expire idle connections before the server's 5 s keep-alive does, so no request is sent
+    # on a connection the server is closing.
+    limits = httpx.Limits(max_connections=concurrency, keepalive_expiry=3)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
         await asyncio.gather(sample_rss(), *(worker(client) for _ in range(concurrency)))
     at_minute_1 = next((m for t, m in rss if t >= min(60, seconds / 5)), rss[0][1])

@@ -38,7 +38,9 @@ async def classify_digit(
     data = await file.read()
     if not data:
         raise UndecodableImage("the uploaded file is empty")
-    array = await anyio.to_thread.run_sync(prepare_digit, data, runtime.settings.max_image_pixels)
+    array = await anyio.to_thread.run_sync(
+        prepare_digit, data, runtime.settings.max_image_pixels, limiter=runtime.cpu_limiter
+    )
     probs = await batcher.submit(array)
     predictions = top_predictions(probs, runtime.digits[model].labels, top_k)
     best = predictions[0]
