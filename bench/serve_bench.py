@@ -44,6 +44,8 @@ class Server:
     env: dict[str, str]
     ready_path: str
     endpoints: dict[str, str]  # endpoint key -> path on this server
+    cores: str = "0"  # taskset list for the server
+    client_cores: str = "1"  # taskset list for wrk
 
 
 @dataclass
@@ -84,7 +86,7 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
     """Start a server on core 0; return it and the seconds until it answered ready."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", *[c.format(port=port) for c in server.command]],
+        ["taskset", "-c", server.cores, *[c.format(port=port) for c in server.command]],
         cwd=ROOT,
         env={**os.environ, **server.env, "BENCH_PORT": str(port)},
         stdout=subprocess.DEVNULL,
@@ -117,11 +119,13 @@ def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
     return total / 1024
 
 
-def run_wrk(url: str, script: str, concurrency: int, seconds: float, png: Path) -> Sample:
+def run_wrk(
+    url: str, script: str, concurrency: int, seconds: float, png: Path, cores: str = "1"
+) -> Sample:
     cmd = [
         "taskset",
         "-c",
-        "1",
+        cores,
         "wrk",
         "-t1",
         f"-c{concurrency}",
@@ -184,6 +188,20 @@ def servers(python: str) -> list[Server]:
             },
         ),
     ]
+    both = {"TINYZOO_THREADS": "1", "TINYZOO_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    scaled = {k: paths[k] for k in ("digit-resnet", "classify-name")}
+    for workers in (1, 2):
+        out.append(
+            Server(
+                f"service, {workers} worker{'s' if workers > 1 else ''} (2 cores, shared with wrk)",
+                [*uvicorn, "--workers", str(workers), "app.main:app"],
+                both,
+                "/readyz",
+                scaled,
+                cores="0,1",
+                client_cores="0,1",
+            )
+        )
     try:
         import litserve  # noqa: F401
 
@@ -220,7 +238,14 @@ def main() -> None:
                     script = ENDPOINTS[key][1]
                     for c in args.concurrency:
                         samples = [
-                            run_wrk(f"http://127.0.0.1:{port}{path}", script, c, args.seconds, png)
+                            run_wrk(
+                                f"http://127.0.0.1:{port}{path}",
+                                script,
+                                c,
+                                args.seconds,
+                                png,
+                                server.client_cores,
+                            )
                             for _ in range(args.repeats)
                         ]
                         med = Sample(
