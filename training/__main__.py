@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from training import distributed
 from training.common import Run, resolve_device
 from training.data import DataError, default_data_dir
 
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if predicted == "ohlol" else 1
     data_dir = args.data_dir or default_data_dir()
     device = resolve_device(args.device)
+    job, device = distributed.init(device)
     try:
         if args.command == "evaluate":
             from training.evaluate import evaluate
@@ -94,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         if args.dry_run:
             with tempfile.TemporaryDirectory(prefix="tinyzoo-dry-run-") as tmp:
-                card = _train(args, argv, data_dir, device, Path(tmp))
-                print(f"dry run ok: wrote a loadable checkpoint for {card['name']} to {tmp}")
+                card = _train(args, argv, data_dir, device, Path(tmp), job)
+                if job.main:
+                    print(f"dry run ok: wrote a loadable checkpoint for {card['name']} to {tmp}")
             return 0
-        card = _train(args, argv, data_dir, device, args.out)
+        card = _train(args, argv, data_dir, device, args.out, job)
+        distributed.shutdown(job)
+        if not job.main:
+            return 0
         print(
             json.dumps(
                 {
@@ -115,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(
-    args: argparse.Namespace, argv: list[str], data_dir: Path, device: torch.device, out: Path
+    args: argparse.Namespace,
+    argv: list[str],
+    data_dir: Path,
+    device: torch.device,
+    out: Path,
+    job: distributed.Dist | None = None,
 ) -> dict[str, Any]:
     run = Run(
         name=args.command,
@@ -127,9 +138,10 @@ def _train(
         dry_run=args.dry_run,
         argv=argv,
         overrides=_overrides(args),
+        dist=job or distributed.Dist(),
     )
     card = _trainer(args.command)(run)
-    if args.dry_run:
+    if args.dry_run and run.dist.main:
         from models.checkpoint import load_checkpoint
 
         load_checkpoint(run.model_dir)

@@ -146,7 +146,8 @@ def train_shakespeare(run: Run) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    per_stream = len(train_ids) // recipe.batch_size
+    job = run.dist
+    per_stream = len(train_ids) // (recipe.batch_size * job.world)
     steps = (per_stream - 1) // recipe.seq_len
     if run.dry_run:
         steps = 1
@@ -162,15 +163,17 @@ def train_shakespeare(run: Run) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     history = History()
     best: tuple[float, dict[str, torch.Tensor]] | None = None
-    bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch")
+    trained = job.wrap(model, run.device)
+    bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch", disable=not job.main)
     for _ in bar:
-        model.train()
-        # A fresh random offset each epoch so the stream cuts move.
+        trained.train()
+        # A fresh random offset each epoch so the stream cuts move; each rank its own streams.
         offset = int(torch.randint(recipe.seq_len, (1,), generator=gen))
-        data = streams(train_ids[offset:], recipe.batch_size).to(run.device)
+        every = streams(train_ids[offset:], recipe.batch_size * job.world)
+        data = every[job.rank :: job.world].to(run.device)
         hidden: Any = None
         loss_sum = 0.0
-        for step in tqdm(range(steps), leave=False, unit="batch"):
+        for step in tqdm(range(steps), leave=False, unit="batch", disable=not job.main):
             start = step * recipe.seq_len
             x = data[:, start : start + recipe.seq_len]  # B x T
             y = data[:, start + 1 : start + recipe.seq_len + 1]
@@ -182,7 +185,7 @@ def train_shakespeare(run: Run) -> dict[str, Any]:
                     if isinstance(hidden, tuple)
                     else hidden.detach()
                 )
-            logits, hidden = model(x, hidden)
+            logits, hidden = trained(x, hidden)
             loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -190,6 +193,8 @@ def train_shakespeare(run: Run) -> dict[str, Any]:
             optimizer.step()
             scheduler.step()
             loss_sum += float(loss.detach())
+        if not job.main:
+            continue
         val = nats_per_char(model, val_ids, run.device)
         history.log(train_loss=loss_sum / max(1, steps), val_loss=val)
         bar.set_postfix(val_nats=f"{val:.3f}")
@@ -197,6 +202,8 @@ def train_shakespeare(run: Run) -> dict[str, Any]:
             best = (val, {k: v.detach().clone() for k, v in model.state_dict().items()})
     if best is not None:
         model.load_state_dict(best[1])
+    if not job.main:
+        return run.finish(model, {}, history)
     test = nats_per_char(model, test_ids, run.device)
     card = {
         "task": "character-level language model of tiny Shakespeare",

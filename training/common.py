@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from models.checkpoint import save_checkpoint
+from training.distributed import Dist
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -116,6 +117,7 @@ class Run:
     dry_run: bool
     argv: list[str]
     overrides: dict[str, str] = field(default_factory=dict)
+    dist: Dist = field(default_factory=Dist)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -131,7 +133,7 @@ class Run:
         card: dict[str, Any],
         history: History,
     ) -> dict[str, Any]:
-        """Save weights, card and ``curves.png``; return the saved card."""
+        """Save weights, card and ``curves.png`` (on rank 0 only); return the card."""
         full = {
             "name": self.name,
             **card,
@@ -145,6 +147,10 @@ class Run:
             "history": {k: [round(v, 5) for v in vals] for k, vals in history.series.items()},
             "dry_run": self.dry_run,
         }
+        if self.dist.world > 1:
+            full["distributed"] = {"world_size": self.dist.world, **card.get("distributed", {})}
+        if not self.dist.main:
+            return full
         saved = save_checkpoint(self.model_dir, model, full)
         history.plot(self.model_dir / "curves.png", self.name)
         return saved

@@ -44,6 +44,7 @@ class DigitRecipe:
     augment: bool = False
     ema_decay: float = 0.0  # exponential moving average of the weights; 0 = off
     val_size: int = 0  # carved from train for model selection; 0 = none
+    train_limit: int = 0  # use only this many training images (0 = all), for quick runs
 
 
 RECIPES = {
@@ -127,9 +128,12 @@ def train_digits(run: Run) -> dict[str, Any]:
         test = MnistSplit(test.images[:500], test.labels[:500])
     order = torch.randperm(len(train.images), generator=gen)
     val_idx, train_idx = order[: recipe.val_size], order[recipe.val_size :]
+    if recipe.train_limit:
+        train_idx = train_idx[: recipe.train_limit]
     x_train = (train.images[train_idx].float() / 255.0).unsqueeze(1).to(run.device)
     y_train = train.labels[train_idx].to(run.device)
-    steps_per_epoch = math.ceil(len(x_train) / recipe.batch_size)
+    job = run.dist
+    steps_per_epoch = math.ceil(len(x_train) // job.world / recipe.batch_size)
     if run.dry_run:
         steps_per_epoch, recipe = 1, DigitRecipe(**{**asdict(recipe), "epochs": 1})
 
@@ -156,19 +160,25 @@ def train_digits(run: Run) -> dict[str, Any]:
         else None
     )
     evaluated: nn.Module = ema.module if ema is not None else model
+    trained = job.wrap(model, run.device)
+    augment_gen = torch.Generator().manual_seed(run.seed * 1009 + job.rank)
     history = History()
     best: tuple[float, dict[str, torch.Tensor]] | None = None
-    bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch")
-    for _ in bar:
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen).to(run.device)
+    shards: list[dict[str, Any]] = []
+    bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch", disable=not job.main)
+    for epoch in bar:
+        trained.train()
+        perm = job.order(len(x_train), epoch, run.seed, gen).to(run.device)
+        if epoch == 0:
+            mine = train_idx[perm.cpu()].tolist()
+            shards = job.gather({"rank": job.rank, "examples": len(mine), "first": mine[:8]})
         loss_sum, seen = 0.0, 0
-        for step in tqdm(range(steps_per_epoch), leave=False, unit="batch"):
+        for step in tqdm(range(steps_per_epoch), leave=False, unit="batch", disable=not job.main):
             idx = perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             x, y = x_train[idx], y_train[idx]
             if recipe.augment:
-                x = augment(x, gen)
-            logits = model((x - MEAN) / STD)
+                x = augment(x, augment_gen)
+            logits = trained((x - MEAN) / STD)
             loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -180,6 +190,8 @@ def train_digits(run: Run) -> dict[str, Any]:
             loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
         history.log(train_loss=loss_sum / seen)
+        if not job.main:
+            continue
         if recipe.val_size:
             val = evaluate_digits(
                 evaluated, train.images[val_idx], train.labels[val_idx], run.device
@@ -195,6 +207,8 @@ def train_digits(run: Run) -> dict[str, Any]:
     if best is not None:
         evaluated.load_state_dict(best[1])
     model = evaluated
+    if not job.main:
+        return run.finish(model, {}, history)
     test_metrics = evaluate_digits(model, test.images, test.labels, run.device)
     card = {
         "task": "MNIST handwritten digit classification (10 classes)",
@@ -210,5 +224,6 @@ def train_digits(run: Run) -> dict[str, Any]:
         },
         "data": {"dir": "mnist", "sha256": checksums(mnist_paths(run.data_dir))},
         "hyperparameters": asdict(recipe),
+        **({"distributed": {"shards": shards}} if job.world > 1 else {}),
     }
     return run.finish(model, card, history)

@@ -129,7 +129,8 @@ def train_names(run: Run) -> dict[str, Any]:
     order = torch.randperm(len(names), generator=gen)
     n_val = int(len(names) * recipe.val_fraction)
     val_idx, train_idx = order[:n_val].tolist(), order[n_val:].tolist()
-    steps = math.ceil(len(train_idx) / recipe.batch_size)
+    job = run.dist
+    steps = math.ceil(len(train_idx) // job.world / recipe.batch_size)
     per_class = torch.bincount(targets, minlength=len(labels)).float()
     class_weights = ((per_class.max() / per_class.clamp_min(1)) ** recipe.class_weight_power).to(
         run.device
@@ -149,15 +150,16 @@ def train_names(run: Run) -> dict[str, Any]:
     )
     history = History()
     best: tuple[float, dict[str, torch.Tensor]] | None = None
-    bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch")
-    for _ in bar:
-        model.train()
-        perm = torch.tensor(train_idx)[torch.randperm(len(train_idx), generator=gen)].tolist()
+    trained = job.wrap(model, run.device)
+    bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch", disable=not job.main)
+    for epoch in bar:
+        trained.train()
+        perm = torch.tensor(train_idx)[job.order(len(train_idx), epoch, run.seed, gen)].tolist()
         loss_sum, seen = 0.0, 0
-        for step in tqdm(range(steps), leave=False, unit="batch"):
+        for step in tqdm(range(steps), leave=False, unit="batch", disable=not job.main):
             idx = perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             codes, lengths = encode_batch([names[i] for i in idx])
-            logits = model(codes.to(run.device), lengths)
+            logits = trained(codes.to(run.device), lengths)
             y = targets[idx].to(run.device)
             loss = F.cross_entropy(
                 logits, y, weight=class_weights, label_smoothing=recipe.label_smoothing
@@ -170,6 +172,8 @@ def train_names(run: Run) -> dict[str, Any]:
             loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
         history.log(train_loss=loss_sum / seen)
+        if not job.main:
+            continue
         if n_val:
             probs = predict_names(model, [names[i] for i in val_idx], run.device)
             y_val = targets[val_idx]
@@ -184,6 +188,8 @@ def train_names(run: Run) -> dict[str, Any]:
             history.log(test_loss=held["loss"], test_accuracy=held["accuracy"])
     if best is not None:
         model.load_state_dict(best[1])
+    if not job.main:
+        return run.finish(model, {}, history)
     metrics = evaluate_names(model, labels, run.data_dir, run.device)
     counts = Counter(label for _, label in rows)
     card = {
