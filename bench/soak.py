@@ -28,6 +28,9 @@ from PIL import Image
 from training.data import default_data_dir, load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
+# As in `make serve` and the image: one glibc heap per two threads, and big buffers mmapped so
+# freed tensors go back to the system instead of fragmenting the heap.
+SERVER_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -197,7 +200,7 @@ def main() -> None:
             "warning",
         ],
         cwd=ROOT,
-        env={**os.environ, "TINYZOO_LOG_LEVEL": "WARNING"},
+        env={**os.environ, **SERVER_ENV, "TINYZOO_LOG_LEVEL": "WARNING"},
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -140,3 +140,28 @@ def test_tampered_checkpoint_stops_startup_with_one_clear_line(
     assert proc.returncode != 0
     line = next(x for x in output.splitlines() if "cannot start" in x)
     assert "name-gru/model.safetensors: sha256 mismatch" in line
+
+
+def test_a_slow_client_does_not_hold_up_others(tiny_weights: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(tiny_weights, port)
+    try:
+        _wait_ready(url, proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(
+                b"POST /classify-name HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 40\r\n\r\n{"name": '
+            )
+            started = time.monotonic()
+            for _ in range(10):
+                ok = httpx.post(f"{url}/classify-name", json={"name": "Smith"}, timeout=5)
+                assert ok.status_code == 200
+            assert time.monotonic() - started < 5
+            slow.sendall(b'"Smith"}' + b" " * (40 - 17))
+            assert b"200 OK" in slow.recv(4096)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
