@@ -22,7 +22,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     TINYZOO_WEIGHTS_DIR=/srv/weights \
     TINYZOO_LOG_FORMAT=json \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin tinyzoo
 COPY --from=build /opt/venv /opt/venv
 COPY weights /srv/weights
