@@ -1,7 +1,8 @@
 """Dynamic micro-batching: a bounded queue and one worker per model.
 
 Requests are ``submit``-ted one at a time; the worker takes up to ``max_batch_size`` of them,
-waiting at most ``max_wait_ms`` for more only when fewer are already queued, runs
+waiting at most ``max_wait_ms`` for more only when fewer are already queued and traffic is not
+light (a lone request after a lone request goes straight to the model), runs
 ``predict_batch`` off the event loop and answers each request. A full queue answers 429
 (``QueueFull``), a request past its deadline 504 (``DeadlineExceeded``); a request whose client
 went away is dropped before it reaches the model.
@@ -68,6 +69,7 @@ class Batcher(Generic[In, Out]):
         self.stats = BatchStats()
         self._worker: asyncio.Task[None] | None = None
         self._batch_seconds = 0.01
+        self._last_size = 1
 
     def start(self) -> None:
         if self._worker is None:
@@ -108,6 +110,11 @@ class Batcher(Generic[In, Out]):
 
     async def _next_batch(self) -> list[_Item[In, Out]]:
         batch = [await self.queue.get()]
+        if self.queue.empty() and self._last_size <= 1:
+            # Nothing else is waiting and the last batch was a single request: traffic is
+            # light, so waiting for company would only add latency.
+            self._last_size = 1
+            return batch
         deadline = time.perf_counter() + self.max_wait
         while len(batch) < self.max_batch_size:
             if not self.queue.empty():
@@ -120,6 +127,7 @@ class Batcher(Generic[In, Out]):
                 batch.append(await asyncio.wait_for(self.queue.get(), remaining))
             except TimeoutError:
                 break
+        self._last_size = len(batch)
         return batch
 
     async def _run(self) -> None:

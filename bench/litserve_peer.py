@@ -8,6 +8,7 @@ import litserve as ls
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastapi import Request
 
 from app.imaging import decode_image, normalize, to_mnist
 from models.checkpoint import load_checkpoint
@@ -20,8 +21,8 @@ class DigitAPI(ls.LitAPI):  # type: ignore[misc]
         pre = self.checkpoint.card["preprocessing"]
         self.mean, self.std = float(pre["mean"]), float(pre["std"])
 
-    def decode_request(self, request: Any) -> np.ndarray:
-        data = request["file"].file.read()
+    def decode_request(self, request: Request) -> np.ndarray:
+        data = request["file"].file.read()  # LitServe hands over the parsed form
         return to_mnist(decode_image(data))
 
     def batch(self, inputs: list[np.ndarray]) -> torch.Tensor:
