@@ -14,16 +14,6 @@ from models.checkpoint import CARD_FILE, Checkpoint, CheckpointError, load_check
 logger = logging.getLogger("app.registry")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but CUDA is not available")
-    return device
-
-
 @dataclass
 class ModelRegistry:
     """Loaded checkpoints by name, and the device they run on."""

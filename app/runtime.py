@@ -13,11 +13,12 @@ import torch
 from app.batching import Batcher
 from app.errors import ModelUnavailable
 from app.metrics import Metrics
-from app.registry import ModelRegistry, resolve_device
+from app.registry import ModelRegistry
 from app.services.char_rnn import CharModel
 from app.services.digits import DigitClassifier
 from app.services.names import NameClassifier
 from app.settings import Settings
+from models.device import resolve_device
 
 logger = logging.getLogger("app.runtime")
 

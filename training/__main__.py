@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
+from models.device import resolve_device
 from training import distributed
-from training.common import Run, resolve_device
+from training.common import Run
 from training.data import DataError, default_data_dir
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -84,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         predicted = run_hello(args.variant, epochs=args.epochs, seed=args.seed)
         return 0 if predicted == "ohlol" else 1
     data_dir = args.data_dir or default_data_dir()
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: --device {args.device}: {exc}", file=sys.stderr)
+        return 2
     job, device = distributed.init(device)
     try:
         if args.command == "evaluate":
