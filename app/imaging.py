@@ -244,14 +244,18 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     g = np.asarray(small, dtype=np.float32) / 255
     dark = ink.dark_ink(g)
     x = 1 - g if dark else g
-    local, level, flat = ink.background(x)
-    even = np.full_like(x, level)
-    likely, other = (even, local) if flat else (local, even)
+    level, flat = ink.flat_background(x)
+    readings = [True, False] if flat else [False, True]  # the likelier background first
+
+    def attempt(flat: bool) -> np.ndarray:
+        bg = np.full_like(x, level) if flat else ink.local_background(x)
+        return _digit(grey, small, x, bg, flat, dark)
+
     try:
-        return _digit(grey, small, x, likely, flat, dark)
+        return attempt(readings[0])
     except NoDigitFound as exc:
         try:
-            return _digit(grey, small, x, other, not flat, dark)
+            return attempt(readings[1])
         except NoDigitFound:
             raise exc from None
 

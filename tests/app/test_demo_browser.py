@@ -6,6 +6,7 @@ A full-page screenshot of every test's final state is kept under ``artifacts/dem
 
 import base64
 import io
+import json
 import os
 import re
 import socket
@@ -286,7 +287,8 @@ def test_api_errors_show_their_detail(page: Page, server: str) -> None:
 def test_model_cards_and_phone_width(page: Page) -> None:
     rows = page.locator("#model-rows tr")
     resnet = rows.filter(has=page.get_by_role("link", name="digit-resnet", exact=True))
-    expect(resnet).to_contain_text("99.59 %")
+    card = json.loads((PROJECT / "weights" / "digit-resnet" / "card.json").read_text())
+    expect(resnet).to_contain_text(f"{100 * card['metrics']['test_accuracy']:.2f} %")
     expect(resnet).to_contain_text("41,514")
     expect(resnet).to_contain_text("mnist: 4 files")
     expect(page.get_by_role("link", name="API documentation")).to_have_attribute("href", "/docs")
