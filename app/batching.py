@@ -88,7 +88,8 @@ class Batcher(Generic[In, Out]):
 
     async def submit(self, value: In) -> Out:
         """Queue one input and wait for its output (429 when full, 504 past the deadline)."""
-        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Out] = loop.create_future()
         try:
             self.queue.put_nowait(_Item(value, future))
         except asyncio.QueueFull:
@@ -97,16 +98,21 @@ class Batcher(Generic[In, Out]):
                 f"{self.name}: {self.depth} requests already queued; retry in {retry} s",
                 headers={"Retry-After": str(retry)},
             ) from None
+        # A timer rather than asyncio.wait_for, which wraps every request in a task of its own.
+        # An expired or cancelled (client gone) future is skipped by the worker.
+        timer = loop.call_later(self.timeout_s, self._expire, future)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
-        except TimeoutError:
-            future.cancel()
-            raise DeadlineExceeded(
-                f"{self.name}: no answer within {self.timeout_s:g} s; the server is overloaded"
-            ) from None
-        except asyncio.CancelledError:
-            future.cancel()  # the client went away: the worker drops the item
-            raise
+            return await future
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: "asyncio.Future[Out]") -> None:
+        if not future.done():
+            future.set_exception(
+                DeadlineExceeded(
+                    f"{self.name}: no answer within {self.timeout_s:g} s; the server is overloaded"
+                )
+            )
 
     async def _next_batch(self) -> list[_Item[In, Out]]:
         batch = [await self.queue.get()]

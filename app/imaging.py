@@ -144,6 +144,22 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
         raise UndecodableImage(f"the data looks like {fmt} but cannot be decoded: {exc}") from exc
 
 
+def declared_pixels(data: bytes) -> int | None:
+    """The pixel count an upload's header declares, read without decoding; None when the
+    bytes are not a supported image or the header cannot be read."""
+    fmt = _sniff(data)
+    if fmt is None:
+        return None
+    if fmt == "WEBP":
+        size = _webp_size(data)
+        return size[0] * size[1] if size else None
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
+            return int(image.width * image.height)
+    except Exception:  # malformed headers are decode_image's to report
+        return None
+
+
 def _high_depth(image: Image.Image) -> Image.Image:
     """16-bit, 32-bit integer and float pixels as a float image on a 0..255 scale.
 

@@ -1,9 +1,9 @@
 """Pure ASGI middleware: request ids and the request body limit."""
 
 import logging
+import random
 import re
 import time
-import uuid
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +26,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = Request(scope).headers.get("x-request-id", "")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _SAFE_ID.match(given) else f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = current_request_id.set(request_id)
 

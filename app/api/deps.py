@@ -1,4 +1,8 @@
-"""Dependencies shared by the routes, as ``Annotated`` aliases."""
+"""Dependencies shared by the routes, as ``Annotated`` aliases.
+
+They are coroutines: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
+dependency per request that costs more than the check itself.
+"""
 
 import secrets
 from typing import Annotated
@@ -17,7 +21,7 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def require_multipart(request: Request) -> None:
+async def require_multipart(request: Request) -> None:
     """415 unless the body is ``multipart/form-data``."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
@@ -27,7 +31,7 @@ def require_multipart(request: Request) -> None:
         )
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is JSON (``application/json`` or ``application/*+json``)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not (
@@ -39,7 +43,7 @@ def require_json(request: Request) -> None:
         )
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """When an API key is configured, require ``Authorization: Bearer <key>`` (401 otherwise)."""
     expected = request.app.state.settings.api_key
     if not expected:
@@ -54,4 +58,8 @@ def require_api_key(request: Request) -> None:
         )
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+async def _runtime(request: Request) -> Runtime:
+    return get_runtime(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]

@@ -7,13 +7,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.imaging import decode_image, normalize, to_mnist, to_png
+from app.imaging import declared_pixels, decode_image, normalize, to_mnist, to_png
 from models.checkpoint import Checkpoint
+
+INLINE_PIXELS = 128 * 128
+"""Uploads up to this size are prepared on the event loop: a fraction of a millisecond, less than
+handing them to a worker thread and back."""
 
 
 def prepare_digit(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode an upload and turn it into a 28x28 MNIST-style array (raises 400/413/415/422)."""
     return to_mnist(decode_image(data, max_pixels=max_pixels))
+
+
+def prepare_inline(data: bytes) -> bool:
+    """Whether an upload is small enough to prepare without leaving the event loop."""
+    pixels = declared_pixels(data)
+    return pixels is not None and pixels <= INLINE_PIXELS
 
 
 def png_data_url(array: np.ndarray) -> str:

@@ -3,14 +3,14 @@
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 
 from app.api.deps import RuntimeDep, require_multipart
-from app.api.responses import problems
+from app.api.responses import json_response, problems
 from app.errors import InvalidInput, UndecodableImage
 from app.schemas import DigitModel, DigitResponse
 from app.services.common import top_predictions
-from app.services.digits import png_data_url, prepare_digit
+from app.services.digits import png_data_url, prepare_digit, prepare_inline
 
 router = APIRouter(tags=["digits"])
 
@@ -29,7 +29,7 @@ async def classify_digit(
     model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
     debug: Annotated[bool, Query(description="include the 28x28 input the model saw")] = False,
-) -> DigitResponse:
+) -> Response:
     """Read a handwritten digit from a photo, scan or drawing."""
     form = await request.form()
     if len(form.getlist("file")) != 1:
@@ -38,16 +38,21 @@ async def classify_digit(
     data = await file.read()
     if not data:
         raise UndecodableImage("the uploaded file is empty")
-    array = await anyio.to_thread.run_sync(
-        prepare_digit, data, runtime.settings.max_image_pixels, limiter=runtime.cpu_limiter
-    )
+    max_pixels = runtime.settings.max_image_pixels
+    if prepare_inline(data):
+        array = prepare_digit(data, max_pixels)
+    else:
+        array = await anyio.to_thread.run_sync(
+            prepare_digit, data, max_pixels, limiter=runtime.cpu_limiter
+        )
     probs = await batcher.submit(array)
     predictions = top_predictions(probs, runtime.digits[model].labels, top_k)
     best = predictions[0]
-    return DigitResponse(
+    response = DigitResponse(
         digit=int(best.label),
         probability=best.probability,
         model=model,
         predictions=predictions,
         image=png_data_url(array) if debug else None,
     )
+    return json_response(response)

@@ -3,10 +3,10 @@
 import asyncio
 from typing import Final
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from app.api.deps import RuntimeDep, require_json
-from app.api.responses import problems
+from app.api.responses import json_response, problems
 from app.errors import InvalidInput, ServiceError
 from app.runtime import Runtime
 from app.schemas import (
@@ -38,9 +38,9 @@ async def _classify(runtime: Runtime, item: NameInput, top_k: int) -> ClassifyNa
     response_model=ClassifyNameResponse,
     responses=problems(400, 413, 415, 422, 429, 503, 504),
 )
-async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> ClassifyNameResponse:
+async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> Response:
     """Tell the likeliest countries of origin of a surname written in any script."""
-    return await _classify(runtime, fold_name(body.name), body.top_k)
+    return json_response(await _classify(runtime, fold_name(body.name), body.top_k))
 
 
 @router.post(
@@ -48,9 +48,7 @@ async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> Class
     response_model=ClassifyNameBatchResponse,
     responses=problems(400, 413, 415, 422, 429, 503, 504),
 )
-async def classify_names(
-    body: ClassifyNameBatchRequest, runtime: RuntimeDep
-) -> ClassifyNameBatchResponse:
+async def classify_names(body: ClassifyNameBatchRequest, runtime: RuntimeDep) -> Response:
     """Classify up to 256 surnames at once; results come back in input order."""
     runtime.batcher(MODEL)
     items, errors = [], []
@@ -65,4 +63,4 @@ async def classify_names(
             errors=errors,
         )
     results = await asyncio.gather(*(_classify(runtime, item, body.top_k) for item in items))
-    return ClassifyNameBatchResponse(model=MODEL, results=list(results))
+    return json_response(ClassifyNameBatchResponse(model=MODEL, results=list(results)))
