@@ -184,18 +184,16 @@ def _leading(flags: np.ndarray) -> int:
     return int(flags.size) if flags.all() else int(np.argmin(flags))
 
 
-def _edge_lines(mask: np.ndarray) -> np.ndarray:
-    """Rows at the top or bottom edge that are thin lines across the image (paper edges)."""
+def _edge_lines(mask: np.ndarray) -> tuple[int, int]:
+    """How many rows at the top and at the bottom edge are thin lines across the image (paper
+    edges)."""
     h = mask.shape[0]
     full = np.count_nonzero(mask, axis=1) > 0.9 * mask.shape[1]
+    if not (full[0] or full[-1]):
+        return 0, 0
     limit = max(2, round(0.1 * h))
-    drop = np.zeros(h, dtype=bool)
     top, bottom = _leading(full), _leading(full[::-1])
-    if 0 < top <= limit:
-        drop[:top] = True
-    if 0 < bottom <= limit:
-        drop[h - bottom :] = True
-    return drop
+    return (top if top <= limit else 0), (bottom if bottom <= limit else 0)
 
 
 def _main_run(profile: np.ndarray) -> tuple[int, int]:
@@ -224,18 +222,21 @@ def ink_box(a: np.ndarray) -> Box:
     """(top, bottom, left, right) of the digit, ignoring specks and thin lines at the edges."""
     h, w = a.shape
     clean, mask = a.copy(), a > MASK_LEVEL
-    lines = _edge_lines(mask)
-    clean[lines], mask[lines] = 0, False
-    lines = _edge_lines(mask.T)
-    clean[:, lines], mask[:, lines] = 0, False
-    weight = np.where(mask, clean, 0)
+    above, below = _edge_lines(mask)
+    for rows in (slice(0, above), slice(h - below, h)):
+        clean[rows], mask[rows] = 0, False
+    before, after = _edge_lines(mask.T)
+    for cols in (slice(0, before), slice(w - after, w)):
+        clean[:, cols], mask[:, cols] = 0, False
     if not mask.any():
         raise NoDigitFound("no digit found: only faint marks, no strokes")
+    weight = np.where(mask, clean, 0)
+    add = np.add.reduce
     top, bottom, left, right = 0, h, 0, w
     for _ in range(2):
-        left, right = _main_run(weight[top:bottom].sum(axis=0))
-        top, bottom = _main_run(weight[:, left:right].sum(axis=1))
-    if float(weight[top:bottom, left:right].sum()) < MIN_MASS:
+        left, right = _main_run(add(weight[top:bottom], axis=0))
+        top, bottom = _main_run(add(weight[:, left:right], axis=1))
+    if float(add(weight[top:bottom, left:right], axis=None)) < MIN_MASS:
         raise NoDigitFound("no digit found: only isolated specks, no strokes")
     y0, y1 = max(0, top - 2), min(h, bottom + 2)
     x0, x1 = max(0, left - 2), min(w, right + 2)
