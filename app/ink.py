@@ -223,11 +223,11 @@ def ink_box(a: np.ndarray) -> Box:
     h, w = a.shape
     clean, mask = a.copy(), a > MASK_LEVEL
     above, below = _edge_lines(mask)
-    for rows in (slice(0, above), slice(h - below, h)):
-        clean[rows], mask[rows] = 0, False
+    for edge in (slice(0, above), slice(h - below, h)):
+        clean[edge], mask[edge] = 0, False
     before, after = _edge_lines(mask.T)
-    for cols in (slice(0, before), slice(w - after, w)):
-        clean[:, cols], mask[:, cols] = 0, False
+    for side in (slice(0, before), slice(w - after, w)):
+        clean[:, side], mask[:, side] = 0, False
     if not mask.any():
         raise NoDigitFound("no digit found: only faint marks, no strokes")
     weight = np.where(mask, clean, 0)

@@ -32,7 +32,7 @@ class Runtime:
     digits: dict[str, DigitClassifier] = field(default_factory=dict)
     names: dict[str, NameClassifier] = field(default_factory=dict)
     chars: dict[str, CharModel] = field(default_factory=dict)
-    batchers: dict[str, Batcher[object, torch.Tensor]] = field(default_factory=dict)
+    batchers: dict[str, Batcher[object, list[float]]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     cpu_limiter: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1)
@@ -74,7 +74,7 @@ class Runtime:
         s = self.settings
         services: dict[str, DigitClassifier | NameClassifier] = {**self.digits, **self.names}
         for name, service in services.items():
-            batcher: Batcher[object, torch.Tensor] = Batcher(
+            batcher: Batcher[object, list[float]] = Batcher(
                 name,
                 service.predict_batch,  # type: ignore[arg-type]
                 max_batch_size=s.max_batch_size,
@@ -99,7 +99,7 @@ class Runtime:
                     }
                 )
 
-    def batcher(self, name: str) -> Batcher[object, torch.Tensor]:
+    def batcher(self, name: str) -> Batcher[object, list[float]]:
         """The batching queue of a loaded classifier; 503 when that model is not served."""
         if name not in self.batchers:
             raise ModelUnavailable(f"model {name!r} is not loaded on this server")

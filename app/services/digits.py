@@ -7,7 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.imaging import declared_pixels, decode_image, normalize, to_mnist, to_png
+from app.imaging import declared_pixels, decode_image, to_mnist, to_png
+from app.ink import FIELD
 from models.checkpoint import Checkpoint
 
 INLINE_PIXELS = 128 * 128
@@ -40,9 +41,13 @@ class DigitClassifier:
         self.mean, self.std = float(pre["mean"]), float(pre["std"])
         self.labels: list[str] = list(checkpoint.card["labels"])
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """Class probabilities (on the CPU) for 28x28 arrays in [0, 1]."""
-        x = torch.cat([normalize(a, self.mean, self.std) for a in images])  # B x 1 x 28 x 28
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[float]]:
+        """Class probabilities for 28x28 arrays in [0, 1], one list per image."""
+        x = torch.from_numpy(np.stack(images).astype(np.float32, copy=False))  # B x 28 x 28
+        if x.shape[1:] != (FIELD, FIELD):
+            raise ValueError(f"expected {FIELD} x {FIELD} arrays, got {tuple(x.shape[1:])}")
+        x = ((x - self.mean) / self.std).unsqueeze(1)
         with torch.inference_mode():
             logits = self.checkpoint.model(x.to(self.device))
-            return list(F.softmax(logits.float(), dim=1).cpu())
+            probs: list[list[float]] = F.softmax(logits.float(), dim=1).tolist()
+            return probs

@@ -40,8 +40,8 @@ class NameClassifier:
         self.device = device
         self.labels: list[str] = list(checkpoint.card["labels"])
 
-    def predict_batch(self, names: Sequence[str]) -> list[torch.Tensor]:
-        """Class probabilities (on the CPU) for already-normalised names."""
+    def predict_batch(self, names: Sequence[str]) -> list[list[float]]:
+        """Class probabilities for already-normalised names, one list per name."""
         codes = [encode_name(n) for n in names]
         lengths = torch.tensor([len(c) for c in codes])
         padded = torch.zeros(len(codes), int(lengths.max()), dtype=torch.long)  # B x T
@@ -49,4 +49,5 @@ class NameClassifier:
             padded[i, : len(c)] = torch.tensor(c)
         with torch.inference_mode():
             logits = self.checkpoint.model(padded.to(self.device), lengths)
-            return list(F.softmax(logits.float(), dim=1).cpu())
+            probs: list[list[float]] = F.softmax(logits.float(), dim=1).tolist()
+            return probs
