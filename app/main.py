@@ -43,9 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         await anyio.to_thread.run_sync(runtime.warm)
         runtime.start_batchers(metrics)
-        # Everything loaded so far lives as long as the process: keep it out of the garbage
+        # Everything loaded so far lives as long as the app: keep it out of the garbage
         # collector's full passes, which otherwise walk it all and stall requests for
-        # milliseconds.
+        # milliseconds (given back at shutdown).
         gc.collect()
         gc.freeze()
         runtime.ready = True
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             runtime.ready = False
             await runtime.stop()
+            gc.unfreeze()
 
     docs = settings.docs_enabled
     app = FastAPI(
