@@ -22,7 +22,20 @@ async function problemDetail(response) {
   return `The server answered ${response.status} ${response.statusText}`.trim();
 }
 
+const KEY_STORE = "tinyzoo-api-key";
+let keyInMemory = "";
+
+function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) || keyInMemory;
+  } catch {
+    return keyInMemory;
+  }
+}
+
 async function api(path, options = {}) {
+  const key = apiKey();
+  if (key) options = { ...options, headers: { ...(options.headers ?? {}), Authorization: `Bearer ${key}` } };
   let response;
   try {
     response = await fetch(path, options);
@@ -30,9 +43,22 @@ async function api(path, options = {}) {
     if (err.name === "AbortError") throw err;
     throw new ApiError("Could not reach the server. Is it still running?", 0);
   }
+  if (response.status === 401) $("key-form").hidden = false;
   if (!response.ok) throw new ApiError(await problemDetail(response), response.status);
   return response;
 }
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  keyInMemory = $("api-key").value.trim();
+  try {
+    sessionStorage.setItem(KEY_STORE, keyInMemory);
+  } catch {
+    /* storage refused: the key lasts until the page is reloaded */
+  }
+  $("key-form").hidden = true;
+  loadModels();
+});
 
 function postJson(path, body, { signal, accept = "application/json" } = {}) {
   return api(path, {

@@ -5,6 +5,7 @@ A full-page screenshot of every test's final state is kept under ``artifacts/dem
 """
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -60,14 +61,15 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def _serve(log_dir: Path, **settings: str) -> Iterator[str]:
     """The real service (``app.main:app``) on the committed weights; yields its base URL."""
     port = _free_port()
     kept = ("TINYZOO_DEVICE", "TINYZOO_THREADS")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYZOO_") or k in kept}
     env |= {"TINYZOO_WEIGHTS_DIR": str(PROJECT / "weights"), "TINYZOO_LOG_LEVEL": "WARNING"}
-    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    env |= {f"TINYZOO_{k.upper()}": v for k, v in settings.items()}
+    log_path = log_dir / "uvicorn.log"
     base = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -87,6 +89,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serve(tmp_path_factory.mktemp("server")) as base:
+        yield base
 
 
 def _wait_ready(base: str, proc: "subprocess.Popen[bytes]", log_path: Path) -> None:
@@ -312,3 +320,21 @@ def test_page_and_assets_are_served(server: str) -> None:
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert "app.css" in missing.json()["detail"]
+
+
+def test_api_key_is_asked_for_and_sent(browser: Browser, tmp_path: Path) -> None:
+    with _serve(tmp_path, api_key="s3cret-key") as base:
+        context = browser.new_context(base_url=base)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto("/")
+        expect(page.locator("#models-error")).to_contain_text("API key")
+        key_form = page.locator("#key-form")
+        expect(key_form).to_be_visible()
+        page.fill("#api-key", "s3cret-key")
+        key_form.get_by_role("button", name="Use key").click()
+        expect(key_form).to_be_hidden()
+        expect(page.locator("#model-rows tr")).to_have_count(5)
+        page.get_by_label("Surname (any script)").press_sequentially(SURNAME, delay=30)
+        expect(page.locator("#name-bars li").first.locator(".bar-label")).to_have_text(COUNTRY)
+        context.close()
