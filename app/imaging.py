@@ -105,23 +105,11 @@ def _too_large(w: int, h: int, max_pixels: int) -> PayloadTooLarge:
     )
 
 
-def _open(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
-    """Open, size-check, decode (JPEGs at a reduced scale when large) and turn upright."""
-    image = Image.open(io.BytesIO(data), formats=[fmt])
-    if image.width * image.height > max_pixels:
-        raise _too_large(image.width, image.height, max_pixels)
-    scale = _DRAFT_SIDE / max(image.size)
-    if image.format in ("JPEG", "MPO") and scale < 1:
-        image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-    image.load()
-    return ImageOps.exif_transpose(image)
+def open_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
+    """Identify an upload by its bytes alone and read its header, decoding no pixel yet.
 
-
-def decode_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
-    """Decode an upload to its first frame, upright, its format told by its bytes alone.
-
-    The declared size is checked against ``max_pixels`` before any pixel is decoded; Pillow's own
-    decompression-bomb limit is switched off in favour of this check.
+    The declared size is checked against ``max_pixels`` here; Pillow's own decompression-bomb
+    limit is switched off in favour of this check. Raises 400, 413 or 415.
     """
     if not data:
         raise UndecodableImage("the upload is empty: no image bytes were received")
@@ -137,27 +125,35 @@ def decode_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            return _open(data, fmt, max_pixels)
-    except PayloadTooLarge:
-        raise
+            image = Image.open(io.BytesIO(data), formats=[fmt])
     except Exception as exc:  # decoders fail in many ways on malformed data
         raise UndecodableImage(f"the data looks like {fmt} but cannot be decoded: {exc}") from exc
+    if image.width * image.height > max_pixels:
+        raise _too_large(image.width, image.height, max_pixels)
+    return image
 
 
-def declared_pixels(data: bytes) -> int | None:
-    """The pixel count an upload's header declares, read without decoding; None when the
-    bytes are not a supported image or the header cannot be read."""
-    fmt = _sniff(data)
-    if fmt is None:
-        return None
-    if fmt == "WEBP":
-        size = _webp_size(data)
-        return size[0] * size[1] if size else None
+def load_image(image: Image.Image) -> Image.Image:
+    """Decode an opened image's first frame (JPEGs at a reduced scale when large), upright."""
     try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
-            return int(image.width * image.height)
-    except Exception:  # malformed headers are decode_image's to report
-        return None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            scale = _DRAFT_SIDE / max(image.size)
+            if image.format in ("JPEG", "MPO") and scale < 1:
+                size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
+                image.draft(image.mode, size)
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except Exception as exc:  # decoders fail in many ways on malformed data
+        raise UndecodableImage(
+            f"the data looks like {image.format} but cannot be decoded: {exc}"
+        ) from exc
+
+
+def decode_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
+    """Decode an upload to its first frame, upright, its format told by its bytes alone; the
+    declared size is checked before any pixel is decoded (``open_image`` + ``load_image``)."""
+    return load_image(open_image(data, max_pixels=max_pixels))
 
 
 def _high_depth(image: Image.Image) -> Image.Image:

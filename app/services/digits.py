@@ -6,8 +6,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from app.imaging import declared_pixels, decode_image, to_mnist, to_png
+from app.imaging import decode_image, load_image, to_mnist, to_png
 from app.ink import FIELD
 from models.checkpoint import Checkpoint
 
@@ -21,10 +22,14 @@ def prepare_digit(data: bytes, max_pixels: int) -> np.ndarray:
     return to_mnist(decode_image(data, max_pixels=max_pixels))
 
 
-def prepare_inline(data: bytes) -> bool:
-    """Whether an upload is small enough to prepare without leaving the event loop."""
-    pixels = declared_pixels(data)
-    return pixels is not None and pixels <= INLINE_PIXELS
+def prepare_image(image: Image.Image) -> np.ndarray:
+    """An opened (``open_image``) upload as a 28x28 MNIST-style array (raises 400/422)."""
+    return to_mnist(load_image(image))
+
+
+def prepare_inline(image: Image.Image) -> bool:
+    """Whether an opened upload is small enough to prepare without leaving the event loop."""
+    return image.width * image.height <= INLINE_PIXELS
 
 
 def png_data_url(array: np.ndarray) -> str:

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFi
 from app.api.deps import RuntimeDep, require_multipart
 from app.api.responses import json_response, problems
 from app.errors import InvalidInput, UndecodableImage
+from app.imaging import open_image
 from app.schemas import DigitModel, DigitResponse
 from app.services.common import top_predictions
-from app.services.digits import png_data_url, prepare_digit, prepare_inline
+from app.services.digits import png_data_url, prepare_image, prepare_inline
 
 router = APIRouter(tags=["digits"])
 
@@ -38,13 +39,11 @@ async def classify_digit(
     data = await file.read()
     if not data:
         raise UndecodableImage("the uploaded file is empty")
-    max_pixels = runtime.settings.max_image_pixels
-    if prepare_inline(data):
-        array = prepare_digit(data, max_pixels)
+    image = open_image(data, max_pixels=runtime.settings.max_image_pixels)  # the header only
+    if prepare_inline(image):
+        array = prepare_image(image)
     else:
-        array = await anyio.to_thread.run_sync(
-            prepare_digit, data, max_pixels, limiter=runtime.cpu_limiter
-        )
+        array = await anyio.to_thread.run_sync(prepare_image, image, limiter=runtime.cpu_limiter)
     probs = await batcher.submit(array)
     predictions = top_predictions(probs, runtime.digits[model].labels, top_k)
     best = predictions[0]
