@@ -1,5 +1,6 @@
 """Assembles the FastAPI application; ``app.main:app`` is what servers run."""
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from app.api.deps import require_api_key
 from app.api.responses import problems
 from app.api.routes import char_rnn, demo, digits, health, models, names
 from app.logs import configure_logging
+from app.memory import trim_periodically
 from app.metrics import Metrics, MetricsMiddleware
 from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.problems import install_problem_handlers
@@ -48,6 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # milliseconds (given back at shutdown).
         gc.collect()
         gc.freeze()
+        trimmer = (
+            asyncio.get_running_loop().create_task(trim_periodically(settings.memory_trim_s))
+            if settings.memory_trim_s
+            else None
+        )
         runtime.ready = True
         app.state.runtime = runtime
         logger.info(
@@ -57,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             runtime.ready = False
+            if trimmer is not None:
+                trimmer.cancel()
             await runtime.stop()
             gc.unfreeze()
 

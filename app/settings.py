@@ -32,5 +32,8 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="when set, required as a Bearer token")
     cors_origins: list[str] = Field(default_factory=list)
     docs_enabled: bool = True
+    memory_trim_s: float = Field(
+        30.0, ge=0, description="seconds between returns of freed heap memory to the OS; 0: never"
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"

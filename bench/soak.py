@@ -176,6 +176,7 @@ async def soak(base: str, seconds: float, concurrency: int, pid: int) -> dict[st
         "rss_mb_minute_1": round(at_minute_1, 1),
         "rss_mb_end": round(rss[-1][1], 1),
         "rss_growth_percent": round((rss[-1][1] - at_minute_1) / at_minute_1 * 100, 2),
+        "rss_mb_each_minute": [round(m, 1) for t, m in rss if t % 60 < 5],
     }
 
 

@@ -12,7 +12,7 @@ from app.imaging import decode_image, load_image, to_mnist, to_png
 from app.ink import FIELD
 from models.checkpoint import Checkpoint
 
-INLINE_PIXELS = 128 * 128
+INLINE_PIXELS = 48 * 48
 """Uploads up to this size are prepared on the event loop: a fraction of a millisecond, less than
 handing them to a worker thread and back."""
 

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import platform
 import shutil
 import signal
 import socket
@@ -165,3 +166,28 @@ def test_a_slow_client_does_not_hold_up_others(tiny_weights: Path) -> None:
         proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.anyio
+async def test_freed_memory_is_handed_back_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from app import memory
+
+    calls: list[float] = []
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: lambda: calls.append(time.monotonic()))
+    task = asyncio.create_task(memory.trim_periodically(0.01))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    assert len(calls) >= 3
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)  # musl, macOS: nothing to call
+    await asyncio.wait_for(memory.trim_periodically(0.01), 1)
+
+
+def test_malloc_trim_is_found_on_glibc() -> None:
+    from app import memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    trim = memory._malloc_trim()
+    assert trim is not None and trim() in (0, 1)
