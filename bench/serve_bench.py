@@ -4,8 +4,11 @@ Starts each server pinned to one core (``taskset -c 0``) and drives it with ``wr
 the other core, sweeping concurrency for ``POST /digit`` (both models, a PNG upload) and
 ``POST /classify-name``. Servers: the service as shipped, the same service with batching off
 (``TINYZOO_MAX_BATCH_SIZE=1``), a bare FastAPI app reading the same requests (the ceiling),
-and LitServe serving the same digit checkpoint with its own batching (the peer). Reports
-medians over repeats, startup time to ready and peak RSS, and writes ``bench/RESULTS.md``.
+and LitServe serving the same digit checkpoint with its own batching (the peer). The
+servers compared on one core run side by side: all are started (each start-up timed alone) and
+paused, then each repeat resumes and sweeps every one of them in turn, so drift of a shared
+machine falls on all alike. Reports medians over repeats, startup time to ready and peak RSS,
+and writes ``bench/RESULTS.md``.
 """
 
 import argparse
@@ -14,6 +17,7 @@ import os
 import platform
 import re
 import shlex
+import signal
 import socket
 import statistics
 import subprocess
@@ -91,6 +95,7 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
         env={**os.environ, **server.env, "BENCH_PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, to pause and resume with its children
     )
     url = f"http://127.0.0.1:{port}{server.ready_path}"
     while time.perf_counter() - started < 120:
@@ -219,6 +224,92 @@ def servers(python: str) -> list[Server]:
     return out
 
 
+def _signal(proc: "subprocess.Popen[bytes]", sig: signal.Signals) -> None:
+    """Send ``sig`` to a server and every process it started."""
+    os.killpg(proc.pid, sig)
+
+
+def _sweep(
+    server: Server, port: int, args: argparse.Namespace, png: Path
+) -> dict[tuple[str, str, int], Sample]:
+    """One run of every endpoint and concurrency of one server."""
+    out = {}
+    for key, path in server.endpoints.items():
+        for c in args.concurrency:
+            url = f"http://127.0.0.1:{port}{path}"
+            sample = run_wrk(url, ENDPOINTS[key][1], c, args.seconds, png, server.client_cores)
+            out[(server.name, key, c)] = sample
+    return out
+
+
+def measure_group(
+    group: list[Server], args: argparse.Namespace, png: Path, *, side_by_side: bool
+) -> tuple[list[str], list[str]]:
+    """Measure a group of servers; medians per cell.
+
+    Side by side: every server is started (each start-up timed alone) and paused (SIGSTOP, so
+    an idle one takes no CPU: LitServe's workers poll), then each repeat resumes and sweeps
+    them in turn, so that drift of a shared machine falls on all of them alike. Otherwise one
+    server at a time, all its repeats together (multi-process servers, whose supervisors keep
+    time with their workers).
+    """
+    started: list[tuple[Server, subprocess.Popen[bytes], int, float]] = []
+    samples: dict[tuple[str, str, int], list[Sample]] = {}
+    extras: list[str] = []
+
+    def record(sweep: dict[tuple[str, str, int], Sample]) -> None:
+        for cell, sample in sweep.items():
+            samples.setdefault(cell, []).append(sample)
+
+    try:
+        for server in group:
+            port = _port()
+            proc, ready_s = start(server, port)
+            started.append((server, proc, port, ready_s))
+            if side_by_side:
+                _signal(proc, signal.SIGSTOP)
+                continue
+            try:
+                for _ in range(args.repeats):
+                    record(_sweep(server, port, args, png))
+                extras.append(f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |")
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        if side_by_side:
+            for _ in range(args.repeats):
+                for server, proc, port, _ in started:
+                    _signal(proc, signal.SIGCONT)
+                    time.sleep(0.5)
+                    record(_sweep(server, port, args, png))
+                    _signal(proc, signal.SIGSTOP)
+            extras = [
+                f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |"
+                for server, proc, _, ready_s in started
+            ]
+    finally:
+        for _, proc, _, _ in started:
+            if proc.poll() is None:
+                _signal(proc, signal.SIGCONT)
+                proc.terminate()
+                proc.wait(timeout=30)
+    rows = []
+    for (name, key, c), cell in samples.items():
+        med = Sample(
+            *(
+                statistics.median(getattr(s, f) for s in cell)
+                for f in ("rps", "p50", "p90", "p99", "errors")
+            )
+        )
+        row = (
+            f"| {name} | {key} | {c} | {med.rps:,.0f} | {med.p50:.1f} | "
+            f"{med.p90:.1f} | {med.p99:.1f} | {med.errors:.0f} |"
+        )
+        print(row, flush=True)
+        rows.append(row)
+    return rows, extras
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4)
@@ -230,40 +321,15 @@ def main() -> None:
     extras: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         png = mnist_png(Path(tmp) / "digit.png")
-        for server in servers(sys.executable):
-            port = _port()
-            proc, ready_s = start(server, port)
-            try:
-                for key, path in server.endpoints.items():
-                    script = ENDPOINTS[key][1]
-                    for c in args.concurrency:
-                        samples = [
-                            run_wrk(
-                                f"http://127.0.0.1:{port}{path}",
-                                script,
-                                c,
-                                args.seconds,
-                                png,
-                                server.client_cores,
-                            )
-                            for _ in range(args.repeats)
-                        ]
-                        med = Sample(
-                            *(
-                                statistics.median(getattr(s, f) for s in samples)
-                                for f in ("rps", "p50", "p90", "p99", "errors")
-                            )
-                        )
-                        row = (
-                            f"| {server.name} | {key} | {c} | {med.rps:,.0f} | {med.p50:.1f} | "
-                            f"{med.p90:.1f} | {med.p99:.1f} | {med.errors:.0f} |"
-                        )
-                        print(row, flush=True)
-                        rows.append(row)
-                extras.append(f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |")
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+        every = servers(sys.executable)
+        # The one-core comparison, then the worker-count comparison on both cores.
+        for group, side_by_side in (
+            ([s for s in every if s.cores == "0"], True),
+            ([s for s in every if s.cores != "0"], False),
+        ):
+            more_rows, more_extras = measure_group(group, args, png, side_by_side=side_by_side)
+            rows += more_rows
+            extras += more_extras
     write_results(args, rows, extras)
 
 
@@ -282,8 +348,8 @@ def write_results(args: argparse.Namespace, rows: list[str], extras: list[str]) 
         "",
         f"Machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}. "
         "Server pinned to core 0 with one torch thread, `wrk` pinned to core 1.",
-        f"Command: `{command}` ({args.repeats} runs of {args.seconds:g} s per cell; medians). "
-        "Latencies in ms.",
+        f"Command: `{command}` ({args.repeats} runs of {args.seconds:g} s per cell, the one-core "
+        "servers side by side; medians). Latencies in ms.",
         "",
         "| server | endpoint | clients | req/s | p50 | p90 | p99 | errors |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
