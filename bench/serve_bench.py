@@ -249,9 +249,9 @@ def measure_group(
 
     Side by side: every server is started (each start-up timed alone) and paused (SIGSTOP, so
     an idle one takes no CPU: LitServe's workers poll), then each repeat resumes and sweeps
-    them in turn, so that drift of a shared machine falls on all of them alike. Otherwise one
-    server at a time, all its repeats together (multi-process servers, whose supervisors keep
-    time with their workers).
+    them in turn, starting one server further each time, so that drift of a shared machine and
+    the order of the sweep fall on all of them alike. Otherwise one server at a time, all its
+    repeats together (multi-process servers, whose supervisors keep time with their workers).
     """
     started: list[tuple[Server, subprocess.Popen[bytes], int, float]] = []
     samples: dict[tuple[str, str, int], list[Sample]] = {}
@@ -277,8 +277,10 @@ def measure_group(
                 proc.terminate()
                 proc.wait(timeout=30)
         if side_by_side:
-            for _ in range(args.repeats):
-                for server, proc, port, _ in started:
+            for repeat in range(args.repeats):
+                # Each repeat starts the sweep at the next server, so none is always first.
+                turn = repeat % len(started)
+                for server, proc, port, _ in started[turn:] + started[:turn]:
                     _signal(proc, signal.SIGCONT)
                     time.sleep(0.5)
                     record(_sweep(server, port, args, png))
@@ -313,7 +315,7 @@ def measure_group(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
