@@ -12,6 +12,7 @@ and writes ``bench/RESULTS.md``.
 """
 
 import argparse
+import contextlib
 import io
 import os
 import platform
@@ -229,6 +230,21 @@ def _signal(proc: "subprocess.Popen[bytes]", sig: signal.Signals) -> None:
     os.killpg(proc.pid, sig)
 
 
+def _stop(proc: "subprocess.Popen[bytes]") -> None:
+    """Stop a server with everything it started (LitServe's workers outlive their parent)."""
+    with contextlib.suppress(ProcessLookupError):
+        _signal(proc, signal.SIGCONT)
+        _signal(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        _signal(proc, signal.SIGKILL)
+        proc.wait()
+    time.sleep(1)  # let the group's other processes exit too
+    with contextlib.suppress(ProcessLookupError):
+        _signal(proc, signal.SIGKILL)
+
+
 def _sweep(
     server: Server, port: int, args: argparse.Namespace, png: Path
 ) -> dict[tuple[str, str, int], Sample]:
@@ -274,8 +290,7 @@ def measure_group(
                     record(_sweep(server, port, args, png))
                 extras.append(f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |")
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+                _stop(proc)
         if side_by_side:
             for repeat in range(args.repeats):
                 # Each repeat starts the sweep at the next server, so none is always first.
@@ -291,10 +306,7 @@ def measure_group(
             ]
     finally:
         for _, proc, _, _ in started:
-            if proc.poll() is None:
-                _signal(proc, signal.SIGCONT)
-                proc.terminate()
-                proc.wait(timeout=30)
+            _stop(proc)
     rows = []
     for (name, key, c), cell in samples.items():
         med = Sample(
