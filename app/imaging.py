@@ -5,9 +5,11 @@ pixel is decoded; ``to_mnist`` finds the ink, removes the paper, crops, scales t
 20 x 20 box and centres its mass in a 28 x 28 field.
 """
 
+import contextlib
 import io
 import math
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -105,6 +107,17 @@ def _too_large(w: int, h: int, max_pixels: int) -> PayloadTooLarge:
     )
 
 
+@contextlib.contextmanager
+def _decoding(fmt: str) -> Iterator[None]:
+    """Pillow's warnings silenced, and any failure of its decoders as a 400."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            yield
+    except Exception as exc:  # decoders fail in many ways on malformed data
+        raise UndecodableImage(f"the data looks like {fmt} but cannot be decoded: {exc}") from exc
+
+
 def open_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
     """Identify an upload by its bytes alone and read its header, decoding no pixel yet.
 
@@ -122,12 +135,8 @@ def open_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
     if fmt == "WEBP" and (size := _webp_size(data)) and size[0] * size[1] > max_pixels:
         raise _too_large(*size, max_pixels)
     Image.MAX_IMAGE_PIXELS = None
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            image = Image.open(io.BytesIO(data), formats=[fmt])
-    except Exception as exc:  # decoders fail in many ways on malformed data
-        raise UndecodableImage(f"the data looks like {fmt} but cannot be decoded: {exc}") from exc
+    with _decoding(fmt):
+        image = Image.open(io.BytesIO(data), formats=[fmt])
     if image.width * image.height > max_pixels:
         raise _too_large(image.width, image.height, max_pixels)
     return image
@@ -135,19 +144,13 @@ def open_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
 
 def load_image(image: Image.Image) -> Image.Image:
     """Decode an opened image's first frame (JPEGs at a reduced scale when large), upright."""
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            scale = _DRAFT_SIDE / max(image.size)
-            if image.format in ("JPEG", "MPO") and scale < 1:
-                size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
-                image.draft(image.mode, size)
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except Exception as exc:  # decoders fail in many ways on malformed data
-        raise UndecodableImage(
-            f"the data looks like {image.format} but cannot be decoded: {exc}"
-        ) from exc
+    with _decoding(str(image.format)):
+        scale = _DRAFT_SIDE / max(image.size)
+        if image.format in ("JPEG", "MPO") and scale < 1:
+            size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
+            image.draft(image.mode, size)
+        image.load()
+        return ImageOps.exif_transpose(image)
 
 
 def decode_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
@@ -257,17 +260,16 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     dark = ink.dark_ink(g)
     x = 1 - g if dark else g
     level, flat = ink.flat_background(x)
-    readings = [True, False] if flat else [False, True]  # the likelier background first
 
     def attempt(flat: bool) -> np.ndarray:
         bg = np.full_like(x, level) if flat else ink.local_background(x)
         return _digit(grey, small, x, bg, flat, dark)
 
     try:
-        return attempt(readings[0])
+        return attempt(flat)  # the likelier reading of the background first
     except NoDigitFound as exc:
         try:
-            return attempt(readings[1])
+            return attempt(not flat)
         except NoDigitFound:
             raise exc from None
 
@@ -281,8 +283,9 @@ def to_png(array: np.ndarray) -> bytes:
 
 
 def normalize(array: np.ndarray, mean: float, std: float) -> torch.Tensor:
-    """A 28 x 28 array in [0, 1] as a 1 x 1 x 28 x 28 float tensor, standardised."""
-    if array.shape != (ink.FIELD, ink.FIELD):
-        raise ValueError(f"expected a {ink.FIELD} x {ink.FIELD} array, got {array.shape}")
+    """A 28 x 28 array, or a stack of them, in [0, 1] as an N x 1 x 28 x 28 float tensor,
+    standardised."""
     x = torch.as_tensor(np.asarray(array, dtype=np.float32))
-    return ((x - mean) / std).reshape(1, 1, ink.FIELD, ink.FIELD)
+    if x.shape[-2:] != (ink.FIELD, ink.FIELD) or x.ndim not in (2, 3):
+        raise ValueError(f"expected {ink.FIELD} x {ink.FIELD} arrays, got {tuple(x.shape)}")
+    return ((x - mean) / std).reshape(-1, 1, ink.FIELD, ink.FIELD)

@@ -26,7 +26,7 @@ class DigitAPI(ls.LitAPI):  # type: ignore[misc]
         return to_mnist(decode_image(data))
 
     def batch(self, inputs: list[np.ndarray]) -> torch.Tensor:
-        return torch.cat([normalize(a, self.mean, self.std) for a in inputs])
+        return normalize(np.stack(inputs), self.mean, self.std)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -108,7 +108,7 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    proc.kill()
+    _stop(proc)
     raise RuntimeError(f"{server.name} not ready in 120 s")
 
 

@@ -8,18 +8,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from app.imaging import decode_image, load_image, to_mnist, to_png
-from app.ink import FIELD
+from app.imaging import load_image, normalize, to_mnist, to_png
 from models.checkpoint import Checkpoint
 
 INLINE_PIXELS = 48 * 48
 """Uploads up to this size are prepared on the event loop: a fraction of a millisecond, less than
 handing them to a worker thread and back."""
-
-
-def prepare_digit(data: bytes, max_pixels: int) -> np.ndarray:
-    """Decode an upload and turn it into a 28x28 MNIST-style array (raises 400/413/415/422)."""
-    return to_mnist(decode_image(data, max_pixels=max_pixels))
 
 
 def prepare_image(image: Image.Image) -> np.ndarray:
@@ -48,10 +42,7 @@ class DigitClassifier:
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[float]]:
         """Class probabilities for 28x28 arrays in [0, 1], one list per image."""
-        x = torch.from_numpy(np.stack(images).astype(np.float32, copy=False))  # B x 28 x 28
-        if x.shape[1:] != (FIELD, FIELD):
-            raise ValueError(f"expected {FIELD} x {FIELD} arrays, got {tuple(x.shape[1:])}")
-        x = ((x - self.mean) / self.std).unsqueeze(1)
+        x = normalize(np.stack(images), self.mean, self.std)  # B x 1 x 28 x 28
         with torch.inference_mode():
             logits = self.checkpoint.model(x.to(self.device))
             probs: list[list[float]] = F.softmax(logits.float(), dim=1).tolist()
