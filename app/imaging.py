@@ -107,13 +107,19 @@ def _too_large(w: int, h: int, max_pixels: int) -> PayloadTooLarge:
     )
 
 
+def silence_decoder_warnings() -> None:
+    """Ignore Pillow's warnings about odd but decodable files (truncated data, bad EXIF, palette
+    transparency) for the rest of the process: an upload that decodes is used as it is and one
+    that does not is a 400. Set once at startup; ``warnings.catch_warnings`` around each decode
+    would cost time on every request and is not safe while several threads decode at once."""
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+
 @contextlib.contextmanager
 def _decoding(fmt: str) -> Iterator[None]:
-    """Pillow's warnings silenced, and any failure of its decoders as a 400."""
+    """Any failure of Pillow's decoders as a 400."""
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            yield
+        yield
     except Exception as exc:  # decoders fail in many ways on malformed data
         raise UndecodableImage(f"the data looks like {fmt} but cannot be decoded: {exc}") from exc
 

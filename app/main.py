@@ -14,10 +14,11 @@ from starlette.types import Receive, Scope, Send
 from app.api.deps import require_api_key
 from app.api.responses import problems
 from app.api.routes import char_rnn, demo, digits, health, models, names
+from app.imaging import silence_decoder_warnings
 from app.logs import configure_logging
 from app.memory import trim_periodically
-from app.metrics import Metrics, MetricsMiddleware
-from app.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.metrics import Metrics
+from app.middleware import AccessMiddleware, BodyLimitMiddleware
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.settings import Settings
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_format, settings.log_level)
+        silence_decoder_warnings()
         try:
             runtime = await anyio.to_thread.run_sync(Runtime.build, settings)
         except CheckpointError as exc:
@@ -95,8 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AccessMiddleware, metrics=metrics)
     return app
 
 
