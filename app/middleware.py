@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids and the request body limit."""
+"""Pure ASGI middleware: request ids, metrics and the access log; the request body limit."""
 
 import logging
 import random
@@ -9,17 +9,21 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import request_id as current_request_id
+from app.metrics import Metrics
 from app.problems import problem
 
 access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class RequestIdMiddleware:
-    """Accept a sane ``X-Request-ID`` or make one; expose it on ``request.state`` and echo it."""
+class AccessMiddleware:
+    """Per request, with one timer and one status capture: accept a sane ``X-Request-ID`` or
+    make one (on ``request.state``, echoed in the response), count and time the request in the
+    metrics by route template and status, and write the access log line."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -29,7 +33,6 @@ class RequestIdMiddleware:
         request_id = given if _SAFE_ID.match(given) else f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = current_request_id.set(request_id)
-
         started = time.perf_counter()
         status = 500
 
@@ -37,16 +40,24 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
+        metrics = self.metrics
+        metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            access.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, elapsed_ms)
+            elapsed = time.perf_counter() - started
+            metrics.in_flight.dec()
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            metrics.requests.labels(method, route, str(status)).inc()
+            metrics.latency.labels(method, route).observe(elapsed)
+            access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
             current_request_id.reset(token)
 
 
