@@ -5,7 +5,8 @@ waiting at most ``max_wait_ms`` for more only when fewer are already queued and 
 light (a lone request after a lone request goes straight to the model), runs
 ``predict_batch`` off the event loop and answers each request. A full queue answers 429
 (``QueueFull``), a request past its deadline 504 (``DeadlineExceeded``); a request whose client
-went away is dropped before it reaches the model.
+went away (its ``gone`` probe says so, or its task was cancelled) is dropped before it reaches the
+model.
 """
 
 import asyncio
@@ -19,7 +20,7 @@ from typing import Generic, TypeVar
 
 import anyio.to_thread
 
-from app.errors import DeadlineExceeded, InferenceFailed, QueueFull
+from app.errors import ClientClosedRequest, DeadlineExceeded, InferenceFailed, QueueFull
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -30,6 +31,7 @@ logger = logging.getLogger("app.batching")
 class _Item(Generic[In, Out]):
     value: In
     future: "asyncio.Future[Out]"
+    gone: Callable[[], bool] | None = None
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -56,6 +58,7 @@ class Batcher(Generic[In, Out]):
         max_queue: int,
         timeout_s: float,
         on_batch: Callable[[str, int, float, float], None] | None = None,
+        on_drop: Callable[[str, int], None] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0 or timeout_s <= 0:
             raise ValueError("max_batch_size and max_queue >= 1, max_wait_ms >= 0, timeout_s > 0")
@@ -65,6 +68,7 @@ class Batcher(Generic[In, Out]):
         self.max_wait = max_wait_ms / 1000
         self.timeout_s = timeout_s
         self.on_batch = on_batch
+        self.on_drop = on_drop
         self.queue: asyncio.Queue[_Item[In, Out]] = asyncio.Queue(maxsize=max_queue)
         self.stats = BatchStats()
         self._worker: asyncio.Task[None] | None = None
@@ -86,12 +90,16 @@ class Batcher(Generic[In, Out]):
     def depth(self) -> int:
         return self.queue.qsize()
 
-    async def submit(self, value: In) -> Out:
-        """Queue one input and wait for its output (429 when full, 504 past the deadline)."""
+    async def submit(self, value: In, gone: Callable[[], bool] | None = None) -> Out:
+        """Queue one input and wait for its output (429 when full, 504 past the deadline).
+
+        ``gone`` tells whether the client has disconnected; such an input is dropped (499)
+        instead of being run.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         try:
-            self.queue.put_nowait(_Item(value, future))
+            self.queue.put_nowait(_Item(value, future, gone))
         except asyncio.QueueFull:
             retry = max(1, math.ceil(self.depth / self.max_batch_size * self._batch_seconds))
             raise QueueFull(
@@ -136,11 +144,28 @@ class Batcher(Generic[In, Out]):
         self._last_size = len(batch)
         return batch
 
+    def _live(self, taken: list[_Item[In, Out]]) -> list[_Item[In, Out]]:
+        """The items still worth running: not expired, not cancelled, their client still there."""
+        live = []
+        for item in taken:
+            if item.future.done():  # past its deadline, or its request task was cancelled
+                continue
+            if item.gone is not None and item.gone():
+                item.future.set_exception(
+                    ClientClosedRequest(f"{self.name}: the client went away; input dropped")
+                )
+                continue
+            live.append(item)
+        dropped = len(taken) - len(live)
+        if dropped:
+            self.stats.dropped += dropped
+            if self.on_drop is not None:
+                self.on_drop(self.name, dropped)
+        return live
+
     async def _run(self) -> None:
         while True:
-            taken = await self._next_batch()
-            batch = [item for item in taken if not item.future.done()]
-            self.stats.dropped += len(taken) - len(batch)
+            batch = self._live(await self._next_batch())
             if not batch:
                 continue
             started = time.perf_counter()

@@ -59,6 +59,13 @@ class NoDigitFound(InvalidInput):
     slug, title = "no-digit-found", "No digit found"
 
 
+class ClientClosedRequest(ServiceError):
+    """The client went away before its answer was ready; nothing can be sent to it (the status is
+    nginx's 499, for the access log and the metrics)."""
+
+    status, slug, title = 499, "client-closed-request", "Client closed request"
+
+
 class InferenceFailed(ServiceError):
     status, slug, title = 500, "inference-failed", "Model failed"
 

@@ -44,10 +44,19 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.dropped = Counter(
+            "tinyzoo_dropped_inputs",
+            "queued inputs dropped unrun: client gone or deadline passed",
+            ["model"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "tinyzoo_queue_depth", "inputs waiting per model", ["model"], registry=r
         )
         self.model_info = Info("tinyzoo_model", "served models", ["model"], registry=r)
+
+    def observe_drop(self, model: str, count: int) -> None:
+        self.dropped.labels(model).inc(count)
 
     def observe_batch(self, model: str, size: int, wait_s: float, model_s: float) -> None:
         self.batch_size.labels(model).observe(size)

@@ -82,6 +82,7 @@ class Runtime:
                 max_queue=s.max_queue,
                 timeout_s=s.request_timeout_s,
                 on_batch=metrics.observe_batch if metrics else None,
+                on_drop=metrics.observe_drop if metrics else None,
             )
             batcher.start()
             self.batchers[name] = batcher

@@ -5,6 +5,7 @@ dependency per request that costs more than the check itself.
 """
 
 import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -56,6 +57,16 @@ async def require_api_key(request: Request) -> None:
             "this server needs an API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def client_gone(request: Request) -> Callable[[], bool] | None:
+    """A probe of whether the request's client has disconnected, where the server offers a cheap
+    one: uvicorn flags its request cycle (the owner of ``receive``) ``disconnected`` when the
+    connection drops. None under other servers; their inputs are run even if nobody waits."""
+    cycle = getattr(request.receive, "__self__", None)
+    if cycle is None or not isinstance(getattr(cycle, "disconnected", None), bool):
+        return None
+    return lambda: bool(cycle.disconnected)
 
 
 async def _runtime(request: Request) -> Runtime:

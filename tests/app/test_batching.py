@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from app.batching import Batcher
-from app.errors import DeadlineExceeded, InferenceFailed, QueueFull
+from app.errors import ClientClosedRequest, DeadlineExceeded, InferenceFailed, QueueFull
 
 pytestmark = pytest.mark.anyio
 
@@ -88,6 +88,29 @@ async def test_request_past_its_deadline_is_504_and_dropped() -> None:
     assert await batcher.submit(3) == 6
     await batcher.stop()
     assert batcher.stats.dropped >= 1
+
+
+async def test_input_of_a_client_that_went_away_is_dropped_unrun() -> None:
+    recorder = Recorder()
+    recorder.release.clear()
+    batcher = make(recorder, max_batch_size=1)
+    batcher.start()
+    first = asyncio.ensure_future(batcher.submit(1))  # taken by the worker, which is held
+    await asyncio.sleep(0.05)
+    connected = {"left": False, "stayed": False}
+    left = asyncio.ensure_future(batcher.submit(2, lambda: connected["left"]))
+    stayed = asyncio.ensure_future(batcher.submit(3, lambda: connected["stayed"]))
+    while batcher.depth < 2:
+        await asyncio.sleep(0.001)
+    connected["left"] = True  # this client hangs up while its input waits in the queue
+    recorder.release.set()
+    assert await first == 2
+    assert await stayed == 6
+    with pytest.raises(ClientClosedRequest):
+        await left
+    await batcher.stop()
+    assert sorted(recorder.sizes) == [1, 1]  # the model never saw input 2
+    assert batcher.stats.dropped == 1
 
 
 async def test_a_failing_batch_fails_only_its_requests() -> None:

@@ -5,9 +5,9 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 
-from app.api.deps import RuntimeDep, require_multipart
+from app.api.deps import RuntimeDep, client_gone, require_multipart
 from app.api.responses import json_response, problems
-from app.errors import InvalidInput, UndecodableImage
+from app.errors import ClientClosedRequest, InvalidInput, UndecodableImage
 from app.imaging import open_image
 from app.schemas import DigitModel, DigitResponse
 from app.services.common import top_predictions
@@ -36,6 +36,9 @@ async def classify_digit(
     if len(form.getlist("file")) != 1:
         raise InvalidInput("send exactly one image, in the form field 'file'")
     batcher = runtime.batcher(model)
+    gone = client_gone(request)
+    if gone is not None and gone():  # left while the upload waited: spare the decoding
+        raise ClientClosedRequest("the client went away before its image was read")
     data = await file.read()
     if not data:
         raise UndecodableImage("the uploaded file is empty")
@@ -44,7 +47,7 @@ async def classify_digit(
         array = prepare_image(image)
     else:
         array = await anyio.to_thread.run_sync(prepare_image, image, limiter=runtime.cpu_limiter)
-    probs = await batcher.submit(array)
+    probs = await batcher.submit(array, gone)
     predictions = top_predictions(probs, runtime.digits[model].labels, top_k)
     best = predictions[0]
     response = DigitResponse(

@@ -3,9 +3,9 @@
 import asyncio
 from typing import Final
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from app.api.deps import RuntimeDep, require_json
+from app.api.deps import RuntimeDep, client_gone, require_json
 from app.api.responses import json_response, problems
 from app.errors import InvalidInput, ServiceError
 from app.runtime import Runtime
@@ -22,8 +22,10 @@ router = APIRouter(tags=["names"], dependencies=[Depends(require_json)])
 MODEL: Final = "name-gru"
 
 
-async def _classify(runtime: Runtime, item: NameInput, top_k: int) -> ClassifyNameResponse:
-    probs = await runtime.batcher(MODEL).submit(item.normalized)
+async def _classify(
+    request: Request, runtime: Runtime, item: NameInput, top_k: int
+) -> ClassifyNameResponse:
+    probs = await runtime.batcher(MODEL).submit(item.normalized, client_gone(request))
     labels = runtime.names[MODEL].labels
     return ClassifyNameResponse(
         name=item.name,
@@ -38,9 +40,11 @@ async def _classify(runtime: Runtime, item: NameInput, top_k: int) -> ClassifyNa
     response_model=ClassifyNameResponse,
     responses=problems(400, 413, 415, 422, 429, 503, 504),
 )
-async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> Response:
+async def classify_name(
+    request: Request, body: ClassifyNameRequest, runtime: RuntimeDep
+) -> Response:
     """Tell the likeliest countries of origin of a surname written in any script."""
-    return json_response(await _classify(runtime, fold_name(body.name), body.top_k))
+    return json_response(await _classify(request, runtime, fold_name(body.name), body.top_k))
 
 
 @router.post(
@@ -48,7 +52,9 @@ async def classify_name(body: ClassifyNameRequest, runtime: RuntimeDep) -> Respo
     response_model=ClassifyNameBatchResponse,
     responses=problems(400, 413, 415, 422, 429, 503, 504),
 )
-async def classify_names(body: ClassifyNameBatchRequest, runtime: RuntimeDep) -> Response:
+async def classify_names(
+    request: Request, body: ClassifyNameBatchRequest, runtime: RuntimeDep
+) -> Response:
     """Classify up to 256 surnames at once; results come back in input order."""
     runtime.batcher(MODEL)
     items, errors = [], []
@@ -62,5 +68,7 @@ async def classify_names(body: ClassifyNameBatchRequest, runtime: RuntimeDep) ->
             f"{len(errors)} of {len(body.names)} names are unusable: {errors[0]['msg']}",
             errors=errors,
         )
-    results = await asyncio.gather(*(_classify(runtime, item, body.top_k) for item in items))
+    results = await asyncio.gather(
+        *(_classify(request, runtime, item, body.top_k) for item in items)
+    )
     return json_response(ClassifyNameBatchResponse(model=MODEL, results=list(results)))

@@ -1,0 +1,93 @@
+"""A client that hangs up while its input waits for the model costs the model nothing (uvicorn)."""
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+
+
+def _digit_request() -> bytes:
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[6:22, 12:16] = 255  # a bold "1"
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    boundary = "tinyzoo-test"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="1.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png.getvalue()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        "POST /digit?model=digit-resnet HTTP/1.1\r\nHost: test\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _wait_for(condition: object, what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def served(tiny_weights: Path) -> Iterator[tuple[uvicorn.Server, int]]:
+    """The app on the tiny checkpoints, served by uvicorn in a thread of this process."""
+    app = create_app(Settings(weights_dir=tiny_weights, device="cpu", max_batch_size=1))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    _wait_for(lambda: server.started, "the server to start")
+    yield server, listener.getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_queued_input_whose_client_hung_up_never_reaches_the_model(
+    served: tuple[uvicorn.Server, int],
+) -> None:
+    server, port = served
+    runtime = server.config.loaded_app.app.state.runtime  # type: ignore[attr-defined]
+    batcher = runtime.batchers["digit-resnet"]
+    real_predict = batcher.predict_batch
+    entered, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def held_predict(items: Sequence[np.ndarray]) -> list[list[float]]:
+        entered.set()
+        release.wait(10)
+        seen.append(len(items))
+        return real_predict(items)
+
+    batcher.predict_batch = held_predict
+    request = _digit_request()
+    with socket.create_connection(("127.0.0.1", port)) as stays:
+        stays.sendall(request)  # taken by the model, which is held
+        assert entered.wait(10), "the first request never reached the model"
+        with socket.create_connection(("127.0.0.1", port)) as leaves:
+            leaves.sendall(request)
+            _wait_for(lambda: batcher.depth == 1, "the second request to queue")
+        time.sleep(0.2)  # the hang-up reaches the server
+        release.set()
+        answer = stays.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200")
+    _wait_for(lambda: batcher.stats.dropped == 1, "the dropped input to be counted")
+    assert seen == [1]  # the model ran the first request only
