@@ -62,6 +62,9 @@ class Sample:
     errors: int
 
 
+SETTLE_S = 0.5
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -255,6 +258,9 @@ def _sweep(
             url = f"http://127.0.0.1:{port}{path}"
             sample = run_wrk(url, ENDPOINTS[key][1], c, args.seconds, png, server.client_cores)
             out[(server.name, key, c)] = sample
+            # wrk leaves up to c requests in flight when it stops; let the server finish them
+            # before the next run, whose first requests would otherwise queue behind them.
+            time.sleep(SETTLE_S)
     return out
 
 
