@@ -18,6 +18,9 @@ class DigitAPI(ls.LitAPI):  # type: ignore[misc]
     def setup(self, device: str) -> None:
         model = os.environ.get("BENCH_MODEL", "digit-inception")
         self.checkpoint = load_checkpoint(Path("weights") / model)
+        # The model runs as the service runs it (channels-last on the CPU), so that the
+        # comparison is of the serving, not of the convolution layout.
+        self.checkpoint.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         pre = self.checkpoint.card["preprocessing"]
         self.mean, self.std = float(pre["mean"]), float(pre["std"])
 
@@ -26,7 +29,8 @@ class DigitAPI(ls.LitAPI):  # type: ignore[misc]
         return to_mnist(decode_image(data))
 
     def batch(self, inputs: list[np.ndarray]) -> torch.Tensor:
-        return normalize(np.stack(inputs), self.mean, self.std)
+        x = normalize(np.stack(inputs), self.mean, self.std)  # B x 1 x 28 x 28
+        return x.contiguous(memory_format=torch.channels_last)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
