@@ -7,40 +7,37 @@ from typing import Any
 import litserve as ls
 import numpy as np
 import torch
-import torch.nn.functional as F
 from fastapi import Request
 
-from app.imaging import decode_image, normalize, to_mnist
+from app.imaging import decode_image, to_mnist
+from app.services.digits import DigitClassifier
 from models.checkpoint import load_checkpoint
 
 
 class DigitAPI(ls.LitAPI):  # type: ignore[misc]
     def setup(self, device: str) -> None:
+        # The service's own classifier runs the model, so that the comparison is of the serving.
         model = os.environ.get("BENCH_MODEL", "digit-inception")
-        self.checkpoint = load_checkpoint(Path("weights") / model)
-        # The model runs as the service runs it (channels-last on the CPU), so that the
-        # comparison is of the serving, not of the convolution layout.
-        self.checkpoint.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        pre = self.checkpoint.card["preprocessing"]
-        self.mean, self.std = float(pre["mean"]), float(pre["std"])
+        self.classifier = DigitClassifier(
+            load_checkpoint(Path("weights") / model), torch.device("cpu")
+        )
 
     def decode_request(self, request: Request) -> np.ndarray:
         data = request["file"].file.read()  # LitServe hands over the parsed form
         return to_mnist(decode_image(data))
 
-    def batch(self, inputs: list[np.ndarray]) -> torch.Tensor:
-        x = normalize(np.stack(inputs), self.mean, self.std)  # B x 1 x 28 x 28
-        return x.contiguous(memory_format=torch.channels_last)
+    def batch(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return inputs
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return F.softmax(self.checkpoint.model(x), dim=1)
+    def predict(self, x: list[np.ndarray]) -> list[list[float]]:
+        return self.classifier.predict_batch(x)
 
-    def unbatch(self, output: torch.Tensor) -> list[torch.Tensor]:
-        return list(output)
+    def unbatch(self, output: list[list[float]]) -> list[list[float]]:
+        return output
 
-    def encode_response(self, output: torch.Tensor) -> dict[str, Any]:
-        return {"digit": int(output.argmax()), "probability": float(output.max())}
+    def encode_response(self, output: list[float]) -> dict[str, Any]:
+        best = max(range(len(output)), key=output.__getitem__)
+        return {"digit": best, "probability": output[best]}
 
 
 if __name__ == "__main__":
