@@ -14,6 +14,7 @@ FIELD = 28
 BOX = 20
 CENTRE = 14.0
 KEEP_SIZES = range(18, BOX + 1)
+FULL_STRENGTH = 0.9
 MIN_STROKE = 1.6
 TARGET_STROKE = 2.2
 MASK_LEVEL = 0.4
@@ -282,6 +283,28 @@ def fit(a: np.ndarray) -> np.ndarray:
     kind = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     out: np.ndarray = np.asarray(Image.fromarray(a.astype(np.float32)).resize(size, kind))
     return out.clip(0, 1)
+
+
+def mnist_form(x: np.ndarray) -> bool:
+    """Whether an ink-bright 28 x 28 array is already a digit in MNIST's own form, which the
+    preprocessing would hand back almost unchanged: a background of exact zeros, the ink's box
+    20 px on its longer side, its centre of mass on the centre (within the half pixel that
+    ``centre`` rounds away) and its strong strokes at full strength."""
+    if x.shape != (FIELD, FIELD):
+        return False
+    inked = x > 0
+    if np.count_nonzero(inked) > FIELD * FIELD // 2:
+        return False
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    if rows.size == 0 or max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 != BOX:
+        return False
+    mass = float(x.sum())
+    cy = float(x.sum(axis=1) @ np.arange(FIELD)) / mass
+    cx = float(x.sum(axis=0) @ np.arange(FIELD)) / mass
+    if not (CENTRE - 0.5 < cy <= CENTRE + 0.5 and CENTRE - 0.5 < cx <= CENTRE + 0.5):
+        return False
+    (strong,) = quantiles(x[x >= float(x.max()) / 2], (95,))
+    return strong >= FULL_STRENGTH
 
 
 def centre(a: np.ndarray) -> np.ndarray:
