@@ -153,6 +153,44 @@ async def test_bad_uploads(client: httpx.AsyncClient) -> None:
     await still_serving(client)
 
 
+def _form(*parts: tuple[str, bytes], boundary: str = "b0undary", close: bool = True) -> bytes:
+    """A multipart/form-data body of (Content-Disposition parameters, data) parts."""
+    body = b"".join(
+        f"--{boundary}\r\nContent-Disposition: form-data; {params}\r\n"
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for params, data in parts
+    )
+    return body + (f"--{boundary}--\r\n".encode() if close else b"")
+
+
+async def test_malformed_multipart_bodies(client: httpx.AsyncClient) -> None:
+    png = digit_png()
+    form = {"content-type": "multipart/form-data; boundary=b0undary"}
+
+    async def post(body: bytes, headers: dict[str, str] = form) -> httpx.Response:
+        return await client.post("/digit", content=body, headers=headers)
+
+    file = ('name="file"; filename="d.png"', png)
+    ok = await post(_form(('name="note"', b"from the scanner"), file))
+    assert ok.status_code == 200, ok.text  # other fields are ignored
+    unnamed = assert_problem(await post(_form(('filename="d.png"', png))), 400)
+    assert "name" in unnamed["detail"]
+    cut = assert_problem(await post(_form(file, close=False)[:-40]), 400)
+    assert "closing boundary" in cut["detail"]
+    no_boundary = {"content-type": "multipart/form-data"}
+    assert "boundary" in assert_problem(await post(_form(file), no_boundary), 400)["detail"]
+    assert_problem(await post(b"not a multipart body at all"), 400)
+    many = assert_problem(await post(_form(*[('name="x"', b"1")] * 40, file)), 400)
+    assert "parts" in many["detail"]
+    missing = assert_problem(await post(_form(('name="image"', png))), 422)
+    assert "'file'" in missing["detail"] and missing["errors"][0]["loc"] == ["body", "file"]
+    twice = assert_problem(await post(_form(file, file)), 422)
+    assert "2 parts" in twice["detail"]
+    await still_serving(client)
+
+
 async def test_unusual_but_valid_images_are_read(client: httpx.AsyncClient) -> None:
     one = Image.open(io.BytesIO(digit_png(112, dark_on_light=True)))
     sixteen = Image.fromarray(np.asarray(one, dtype=np.uint16) * 257)

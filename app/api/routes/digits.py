@@ -3,17 +3,38 @@
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.api.deps import RuntimeDep, client_gone, require_multipart
 from app.api.responses import json_response, problems
-from app.errors import ClientClosedRequest, InvalidInput, UndecodableImage
+from app.api.uploads import read_form_file
+from app.errors import ClientClosedRequest, UndecodableImage
 from app.imaging import open_image
 from app.schemas import DigitModel, DigitResponse
 from app.services.common import top_predictions
 from app.services.digits import png_data_url, prepare_image, prepare_inline
 
 router = APIRouter(tags=["digits"])
+
+_UPLOAD = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "contentMediaType": "application/octet-stream",
+                        "description": "PNG, JPEG, GIF, BMP, WebP or TIFF image",
+                    }
+                },
+            }
+        }
+    },
+}
+"""The body, documented by hand: it is read by ``read_form_file``, not by FastAPI's forms."""
 
 
 @router.post(
@@ -22,24 +43,21 @@ router = APIRouter(tags=["digits"])
     response_model_exclude_none=True,
     dependencies=[Depends(require_multipart)],
     responses=problems(400, 413, 415, 422, 429, 503, 504),
+    openapi_extra={"requestBody": _UPLOAD},
 )
 async def classify_digit(
     request: Request,
-    file: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF image")],
     runtime: RuntimeDep,
     model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
     debug: Annotated[bool, Query(description="include the 28x28 input the model saw")] = False,
 ) -> Response:
     """Read a handwritten digit from a photo, scan or drawing."""
-    form = await request.form()
-    if len(form.getlist("file")) != 1:
-        raise InvalidInput("send exactly one image, in the form field 'file'")
+    data = await read_form_file(request, "file", what="image")
     batcher = runtime.batcher(model)
     gone = client_gone(request)
     if gone is not None and gone():  # left while the upload waited: spare the decoding
         raise ClientClosedRequest("the client went away before its image was read")
-    data = await file.read()
     if not data:
         raise UndecodableImage("the uploaded file is empty")
     image = open_image(data, max_pixels=runtime.settings.max_image_pixels)  # the header only
