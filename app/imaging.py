@@ -261,9 +261,9 @@ def to_mnist(image: Image.Image) -> np.ndarray:
         raise NoDigitFound("no digit found: the image has no pixels")
     grey = _greyscale(image)
     if grey.size == (ink.FIELD, ink.FIELD) and grey.mode == "L":
-        as_is = np.asarray(grey, dtype=np.float32) / 255
-        if ink.mnist_form(as_is):  # already what the steps below would make of it
-            return as_is
+        pixels = np.asarray(grey)
+        if ink.mnist_form(pixels):  # already what the steps below would make of it
+            return pixels.astype(np.float32) / 255
     k = max(1, math.ceil(max(grey.size) / _LOCATE_SIDE))
     small = grey.reduce(k) if k > 1 else grey
     g = np.asarray(small, dtype=np.float32) / 255

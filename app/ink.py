@@ -285,26 +285,26 @@ def fit(a: np.ndarray) -> np.ndarray:
     return out.clip(0, 1)
 
 
-def mnist_form(x: np.ndarray) -> bool:
-    """Whether an ink-bright 28 x 28 array is already a digit in MNIST's own form, which the
-    preprocessing would hand back almost unchanged: a background of exact zeros, the ink's box
-    20 px on its longer side, its centre of mass on the centre (within the half pixel that
-    ``centre`` rounds away) and its strong strokes at full strength."""
-    if x.shape != (FIELD, FIELD):
+def mnist_form(pixels: np.ndarray) -> bool:
+    """Whether 28 x 28 greyscale pixels (uint8, ink bright) are already a digit in MNIST's own
+    form, which the preprocessing would hand back almost unchanged: a background of exact zeros,
+    the ink's box 20 px on its longer side, its centre of mass on the centre (within the half
+    pixel that ``centre`` rounds away) and its strong strokes at full strength."""
+    if pixels.shape != (FIELD, FIELD) or np.count_nonzero(pixels) > FIELD * FIELD // 2:
         return False
-    inked = x > 0
-    if np.count_nonzero(inked) > FIELD * FIELD // 2:
-        return False
-    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    row_mass, col_mass = pixels.sum(axis=1), pixels.sum(axis=0)
+    rows, cols = np.flatnonzero(row_mass), np.flatnonzero(col_mass)
     if rows.size == 0 or max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 != BOX:
         return False
-    mass = float(x.sum())
-    cy = float(x.sum(axis=1) @ np.arange(FIELD)) / mass
-    cx = float(x.sum(axis=0) @ np.arange(FIELD)) / mass
+    mass = float(row_mass.sum())
+    cy, cx = float(row_mass @ _POSITIONS) / mass, float(col_mass @ _POSITIONS) / mass
     if not (CENTRE - 0.5 < cy <= CENTRE + 0.5 and CENTRE - 0.5 < cx <= CENTRE + 0.5):
         return False
-    (strong,) = quantiles(x[x >= float(x.max()) / 2], (95,))
-    return strong >= FULL_STRENGTH
+    (strong,) = quantiles(pixels[pixels >= pixels.max() / 2], (95,))
+    return strong >= FULL_STRENGTH * 255
+
+
+_POSITIONS = np.arange(FIELD, dtype=np.float64)
 
 
 def centre(a: np.ndarray) -> np.ndarray:
