@@ -5,6 +5,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
@@ -84,8 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     install_problem_handlers(app)
+    # The key check is attached only where a key is set: a dependency costs every request.
+    guarded: dict[str, Any] = (
+        {"dependencies": [Depends(require_api_key)], "responses": problems(401)}
+        if settings.api_key
+        else {}
+    )
     for router in (names.router, digits.router, char_rnn.router, models.router):
-        app.include_router(router, dependencies=[Depends(require_api_key)], responses=problems(401))
+        app.include_router(router, **guarded)
     app.include_router(health.router)
     app.include_router(demo.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,7 +1,10 @@
-"""Dependencies shared by the routes, as ``Annotated`` aliases.
+"""Checks shared by the routes, as FastAPI dependencies (``Annotated`` aliases) or plain calls.
 
-They are coroutines: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
-dependency per request that costs more than the check itself.
+Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+hop per dependency per request that costs more than the check itself. Even so, each one costs
+FastAPI (0.165) about 25 us a request to resolve, a tenth of what a ``/digit`` request costs in
+all besides the model, so the two inference routes call ``get_runtime`` and
+``require_multipart`` directly in their bodies.
 """
 
 import secrets
@@ -22,7 +25,7 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def require_multipart(request: Request) -> None:
+def require_multipart(request: Request) -> None:
     """415 unless the body is ``multipart/form-data``."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):

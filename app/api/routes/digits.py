@@ -3,9 +3,9 @@
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from app.api.deps import RuntimeDep, client_gone, require_multipart
+from app.api.deps import client_gone, get_runtime, require_multipart
 from app.api.responses import json_response, problems
 from app.api.uploads import read_form_file
 from app.errors import ClientClosedRequest, UndecodableImage
@@ -41,18 +41,18 @@ _UPLOAD = {
     "/digit",
     response_model=DigitResponse,
     response_model_exclude_none=True,
-    dependencies=[Depends(require_multipart)],
     responses=problems(400, 413, 415, 422, 429, 503, 504),
     openapi_extra={"requestBody": _UPLOAD},
 )
 async def classify_digit(
     request: Request,
-    runtime: RuntimeDep,
     model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
     debug: Annotated[bool, Query(description="include the 28x28 input the model saw")] = False,
 ) -> Response:
     """Read a handwritten digit from a photo, scan or drawing."""
+    require_multipart(request)
+    runtime = get_runtime(request)  # not dependencies: see app.api.deps
     data = await read_form_file(request, "file", what="image")
     batcher = runtime.batcher(model)
     gone = client_gone(request)

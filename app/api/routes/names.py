@@ -5,7 +5,7 @@ from typing import Final
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.api.deps import RuntimeDep, client_gone, require_json
+from app.api.deps import RuntimeDep, client_gone, get_runtime, require_json
 from app.api.responses import json_response, problems
 from app.errors import InvalidInput, ServiceError
 from app.runtime import Runtime
@@ -40,10 +40,9 @@ async def _classify(
     response_model=ClassifyNameResponse,
     responses=problems(400, 413, 415, 422, 429, 503, 504),
 )
-async def classify_name(
-    request: Request, body: ClassifyNameRequest, runtime: RuntimeDep
-) -> Response:
+async def classify_name(request: Request, body: ClassifyNameRequest) -> Response:
     """Tell the likeliest countries of origin of a surname written in any script."""
+    runtime = get_runtime(request)  # not a dependency: see app.api.deps
     return json_response(await _classify(request, runtime, fold_name(body.name), body.top_k))
 
 
