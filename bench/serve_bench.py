@@ -35,10 +35,15 @@ from training.data import default_data_dir, load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK = ROOT / "bench" / "wrk"
+UPLOADS = 256
+"""Distinct MNIST test digits each digit cell cycles through (one image repeated would measure
+a warm cache, not the work)."""
 ENDPOINTS = {
-    "digit-inception": ("/digit?model=digit-inception", "digit.lua"),
-    "digit-resnet": ("/digit?model=digit-resnet", "digit.lua"),
-    "classify-name": ("/classify-name", "name.lua"),
+    # key: (path, wrk script, uploads)
+    "digit-inception": ("/digit?model=digit-inception", "digit.lua", "mnist"),
+    "digit-resnet": ("/digit?model=digit-resnet", "digit.lua", "mnist"),
+    "digit-resnet, reframed": ("/digit?model=digit-resnet", "digit.lua", "paper"),
+    "classify-name": ("/classify-name", "name.lua", ""),
 }
 
 
@@ -129,7 +134,7 @@ def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
 
 
 def run_wrk(
-    url: str, script: str, concurrency: int, seconds: float, png: Path, cores: str = "1"
+    url: str, script: str, concurrency: int, seconds: float, uploads: Path, cores: str = "1"
 ) -> Sample:
     cmd = [
         "taskset",
@@ -146,19 +151,27 @@ def run_wrk(
         str(WRK / script),
         url,
     ]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "BENCH_FILE": str(png)}, check=True
-    ).stdout
+    env = {**os.environ, "BENCH_UPLOADS": str(uploads), "BENCH_COUNT": str(UPLOADS)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     return parse_wrk(out)
 
 
-def mnist_png(path: Path) -> Path:
-    """An MNIST test digit saved as a PNG: the upload every digit request sends."""
-    image = load_mnist(default_data_dir(), "test").images[0].numpy()
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    path.write_bytes(buf.getvalue())
-    return path
+def digit_uploads(folder: Path) -> Path:
+    """PNG uploads of the first ``UPLOADS`` MNIST test digits, two ways: ``mnist/`` as the 28x28
+    digits themselves (already in MNIST's form: they skip the reframing) and ``paper/`` as dark
+    ink on white at 56x56, as a small scan or canvas export would be, which take the
+    preprocessing's full path."""
+    images = load_mnist(default_data_dir(), "test").images[:UPLOADS].numpy()
+    for kind in ("mnist", "paper"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+    for i, pixels in enumerate(images):
+        digit = Image.fromarray(pixels)
+        paper = Image.fromarray(255 - pixels).resize((56, 56), Image.Resampling.BICUBIC)
+        for kind, image in (("mnist", digit), ("paper", paper)):
+            buf = io.BytesIO()
+            image.save(buf, format="PNG")
+            (folder / kind / f"{i}.png").write_bytes(buf.getvalue())
+    return folder
 
 
 def servers(python: str) -> list[Server]:
@@ -175,7 +188,7 @@ def servers(python: str) -> list[Server]:
         "warning",
     ]
     one_core = {"TINYZOO_THREADS": "1", "TINYZOO_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
-    paths = {key: path for key, (path, _) in ENDPOINTS.items()}
+    paths = {key: path for key, (path, _, _) in ENDPOINTS.items()}
     out = [
         Server("service (shipped)", [*uvicorn, "app.main:app"], one_core, "/readyz", paths),
         Server(
@@ -193,6 +206,7 @@ def servers(python: str) -> list[Server]:
             {
                 "digit-inception": "/digit",
                 "digit-resnet": "/digit",
+                "digit-resnet, reframed": "/digit",
                 "classify-name": "/classify-name",
             },
         ),
@@ -249,14 +263,15 @@ def _stop(proc: "subprocess.Popen[bytes]") -> None:
 
 
 def _sweep(
-    server: Server, port: int, args: argparse.Namespace, png: Path
+    server: Server, port: int, args: argparse.Namespace, uploads: Path
 ) -> dict[tuple[str, str, int], Sample]:
     """One run of every endpoint and concurrency of one server."""
     out = {}
     for key, path in server.endpoints.items():
+        _, script, kind = ENDPOINTS[key]
         for c in args.concurrency:
             url = f"http://127.0.0.1:{port}{path}"
-            sample = run_wrk(url, ENDPOINTS[key][1], c, args.seconds, png, server.client_cores)
+            sample = run_wrk(url, script, c, args.seconds, uploads / kind, server.client_cores)
             out[(server.name, key, c)] = sample
             # wrk leaves up to c requests in flight when it stops; let the server finish them
             # before the next run, whose first requests would otherwise queue behind them.
@@ -265,7 +280,7 @@ def _sweep(
 
 
 def measure_group(
-    group: list[Server], args: argparse.Namespace, png: Path, *, side_by_side: bool
+    group: list[Server], args: argparse.Namespace, uploads: Path, *, side_by_side: bool
 ) -> tuple[list[str], list[str]]:
     """Measure a group of servers; medians per cell.
 
@@ -293,7 +308,7 @@ def measure_group(
                 continue
             try:
                 for _ in range(args.repeats):
-                    record(_sweep(server, port, args, png))
+                    record(_sweep(server, port, args, uploads))
                 extras.append(f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |")
             finally:
                 _stop(proc)
@@ -304,7 +319,7 @@ def measure_group(
                 for server, proc, port, _ in started[turn:] + started[:turn]:
                     _signal(proc, signal.SIGCONT)
                     time.sleep(0.5)
-                    record(_sweep(server, port, args, png))
+                    record(_sweep(server, port, args, uploads))
                     _signal(proc, signal.SIGSTOP)
             extras = [
                 f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |"
@@ -340,14 +355,14 @@ def main() -> None:
     rows: list[str] = []
     extras: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        png = mnist_png(Path(tmp) / "digit.png")
+        uploads = digit_uploads(Path(tmp))
         every = servers(sys.executable)
         # The one-core comparison, then the worker-count comparison on both cores.
         for group, side_by_side in (
             ([s for s in every if s.cores == "0"], True),
             ([s for s in every if s.cores != "0"], False),
         ):
-            more_rows, more_extras = measure_group(group, args, png, side_by_side=side_by_side)
+            more_rows, more_extras = measure_group(group, args, uploads, side_by_side=side_by_side)
             rows += more_rows
             extras += more_extras
     write_results(args, rows, extras)
