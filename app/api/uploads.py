@@ -77,19 +77,19 @@ async def read_form_file(request: Request, name: str, *, what: str = "file") -> 
         nonlocal ended
         ended = True
 
-    parser = MultipartParser(
-        boundary,
-        callbacks={
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_end": on_end,
-        },
-    )
     try:
+        parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": on_part_begin,
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_headers_finished": on_headers_finished,
+                "on_part_data": on_part_data,
+                "on_end": on_end,
+            },
+        )
         parser.write(body)
         parser.finalize()
     except FormParserError as exc:
