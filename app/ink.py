@@ -222,20 +222,27 @@ def _main_run(profile: np.ndarray) -> tuple[int, int]:
 def ink_box(a: np.ndarray) -> Box:
     """(top, bottom, left, right) of the digit, ignoring specks and thin lines at the edges."""
     h, w = a.shape
-    clean, mask = a.copy(), a > MASK_LEVEL
+    clean, mask = a, a > MASK_LEVEL
     above, below = _edge_lines(mask)
-    for edge in (slice(0, above), slice(h - below, h)):
-        clean[edge], mask[edge] = 0, False
+    if above or below:
+        clean = a.copy()
+        for edge in (slice(0, above), slice(h - below, h)):
+            clean[edge], mask[edge] = 0, False
     before, after = _edge_lines(mask.T)
-    for side in (slice(0, before), slice(w - after, w)):
-        clean[:, side], mask[:, side] = 0, False
+    if before or after:
+        clean = clean.copy() if clean is a else clean
+        for side in (slice(0, before), slice(w - after, w)):
+            clean[:, side], mask[:, side] = 0, False
     if not mask.any():
         raise NoDigitFound("no digit found: only faint marks, no strokes")
     weight = np.where(mask, clean, 0)
     add = np.add.reduce
     top, bottom, left, right = 0, h, 0, w
-    for _ in range(2):
-        left, right = _main_run(add(weight[top:bottom], axis=0))
+    for rounds in range(2):
+        columns = _main_run(add(weight[top:bottom], axis=0))
+        if rounds and columns == (left, right):
+            break  # the same columns again would give the same rows
+        left, right = columns
         top, bottom = _main_run(add(weight[:, left:right], axis=1))
     if float(add(weight[top:bottom, left:right], axis=None)) < MIN_MASS:
         raise NoDigitFound("no digit found: only isolated specks, no strokes")
