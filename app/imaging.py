@@ -2,7 +2,8 @@
 
 ``decode_image`` identifies the format from the bytes and refuses oversized images before any
 pixel is decoded; ``to_mnist`` finds the ink, removes the paper, crops, scales the digit into a
-20 x 20 box and centres its mass in a 28 x 28 field.
+20 x 20 box and centres its mass in a 28 x 28 field, or passes a digit already in that form
+through as it is.
 """
 
 import contextlib
@@ -255,6 +256,7 @@ def _digit(
 def to_mnist(image: Image.Image) -> np.ndarray:
     """A float32 28 x 28 array in [0, 1], ink bright on dark, digit boxed and centred as MNIST.
 
+    A 28 x 28 greyscale image already in MNIST's form (``ink.mnist_form``) is returned as it is.
     Raises NoDigitFound when the image holds no strokes (blank, flat colour or only noise).
     """
     if image.width == 0 or image.height == 0:
