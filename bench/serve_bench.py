@@ -279,6 +279,16 @@ def _sweep(
     return out
 
 
+def _warm_up(server: Server, port: int, uploads: Path) -> None:
+    """A second of one client on the server's first endpoint, not recorded: a server resumed
+    after a pause in which the others ran starts with cold caches, which showed as a slow first
+    cell (concurrency 1) of its sweep."""
+    key, path = next(iter(server.endpoints.items()))
+    _, script, kind = ENDPOINTS[key]
+    run_wrk(f"http://127.0.0.1:{port}{path}", script, 1, 1, uploads / kind, server.client_cores)
+    time.sleep(SETTLE_S)
+
+
 def measure_group(
     group: list[Server], args: argparse.Namespace, uploads: Path, *, side_by_side: bool
 ) -> tuple[list[str], list[str]]:
@@ -319,6 +329,7 @@ def measure_group(
                 for server, proc, port, _ in started[turn:] + started[:turn]:
                     _signal(proc, signal.SIGCONT)
                     time.sleep(0.5)
+                    _warm_up(server, port, uploads)
                     record(_sweep(server, port, args, uploads))
                     _signal(proc, signal.SIGSTOP)
             extras = [
