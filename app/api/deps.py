@@ -3,8 +3,8 @@
 Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
 hop per dependency per request that costs more than the check itself. Even so, each one costs
 FastAPI (0.165) about 25 us a request to resolve, a tenth of what a ``/digit`` request costs in
-all besides the model, so the two inference routes call ``get_runtime`` and
-``require_multipart`` directly in their bodies.
+all besides the model, so the two inference routes call ``get_runtime`` directly in their
+bodies (``/digit`` checks its content type where it reads the body: ``app.api.uploads``).
 """
 
 import secrets
@@ -23,16 +23,6 @@ def get_runtime(request: Request) -> Runtime:
     if runtime is None or not runtime.ready:
         raise NotReady("models are still loading; retry shortly", headers={"Retry-After": "1"})
     return runtime
-
-
-def require_multipart(request: Request) -> None:
-    """415 unless the body is ``multipart/form-data``."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise UnsupportedMediaType(
-            f"expected multipart/form-data with the image in a field named 'file', "
-            f"got {content_type or 'no Content-Type'!r}"
-        )
 
 
 async def require_json(request: Request) -> None:

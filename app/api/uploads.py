@@ -12,7 +12,7 @@ from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.errors import BadRequest, InvalidInput
+from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 
 MAX_PARTS = 16
 """A form with more parts than this is refused: an upload needs one."""
@@ -36,9 +36,15 @@ def _name(part: _Part) -> bytes:
 
 
 async def read_form_file(request: Request, name: str, *, what: str = "file") -> bytes:
-    """The bytes of the one part named ``name``: 400 for a malformed body, 422 unless exactly
-    one part has that name."""
-    _, options = parse_options_header(request.headers.get("content-type", ""))
+    """The bytes of the one part named ``name``: 415 unless the body is ``multipart/form-data``,
+    400 for a malformed body, 422 unless exactly one part has that name."""
+    content_type = request.headers.get("content-type", "")
+    media_type, options = parse_options_header(content_type)
+    if media_type != b"multipart/form-data":
+        raise UnsupportedMediaType(
+            f"expected multipart/form-data with the {what} in a field named {name!r}, "
+            f"got {content_type or 'no Content-Type'!r}"
+        )
     boundary = options.get(b"boundary")
     if not boundary:
         raise BadRequest("the multipart/form-data Content-Type has no boundary")

@@ -5,7 +5,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.deps import client_gone, get_runtime, require_multipart
+from app.api.deps import client_gone, get_runtime
 from app.api.responses import json_response, problems
 from app.api.uploads import read_form_file
 from app.errors import ClientClosedRequest, UndecodableImage
@@ -51,9 +51,8 @@ async def classify_digit(
     debug: Annotated[bool, Query(description="include the 28x28 input the model saw")] = False,
 ) -> Response:
     """Read a handwritten digit from a photo, scan or drawing."""
-    require_multipart(request)
-    runtime = get_runtime(request)  # not dependencies: see app.api.deps
     data = await read_form_file(request, "file", what="image")
+    runtime = get_runtime(request)  # not a dependency: see app.api.deps
     batcher = runtime.batcher(model)
     gone = client_gone(request)
     if gone is not None and gone():  # left while the upload waited: spare the decoding
