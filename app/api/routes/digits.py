@@ -6,6 +6,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from app.api.deps import client_gone, get_runtime
+from app.api.direct import DirectRoute
 from app.api.responses import json_response, problems
 from app.api.uploads import read_form_file
 from app.errors import ClientClosedRequest, UndecodableImage
@@ -14,7 +15,7 @@ from app.schemas import DigitModel, DigitResponse
 from app.services.common import top_predictions
 from app.services.digits import png_data_url, prepare_image, prepare_inline
 
-router = APIRouter(tags=["digits"])
+router = APIRouter(tags=["digits"], route_class=DirectRoute)
 
 _UPLOAD = {
     "required": True,
