@@ -157,7 +157,8 @@ def load_image(image: Image.Image) -> Image.Image:
             size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
             image.draft(image.mode, size)
         image.load()
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # no copy when it is already upright
+        return image
 
 
 def decode_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
@@ -199,7 +200,9 @@ def _flatten_alpha(la: Image.Image) -> Image.Image:
 
 def _greyscale(image: Image.Image) -> Image.Image:
     """Any Pillow mode as greyscale on a 0..255 scale ("L", or "F" for deep pixels), with
-    transparency flattened."""
+    transparency flattened. A greyscale image comes back as it is (nothing writes to it)."""
+    if image.mode == "L":
+        return image
     if image.mode in _HIGH_DEPTH:
         return _high_depth(image)
     if image.mode in ("LA", "La"):

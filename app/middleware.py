@@ -4,6 +4,7 @@ import logging
 import random
 import re
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +17,15 @@ access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header's first value, None if absent (``name`` in lower case, as ASGI servers
+    give header names)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 class AccessMiddleware:
     """Per request, with one timer and one status capture: accept a sane ``X-Request-ID`` or
     make one (on ``request.state``, echoed in the response), count and time the request in the
@@ -24,12 +34,15 @@ class AccessMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The labelled series, looked up once per (method, route, status): prometheus-client's
+        # ``labels()`` checks and locks on every call.
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = Request(scope).headers.get("x-request-id", "")
+        given = header(scope, b"x-request-id") or ""
         request_id = given if _SAFE_ID.match(given) else f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = current_request_id.set(request_id)
@@ -55,8 +68,13 @@ class AccessMiddleware:
             metrics.in_flight.dec()
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            metrics.requests.labels(method, route, str(status)).inc()
-            metrics.latency.labels(method, route).observe(elapsed)
+            key = (method, route, str(status))
+            series = self._series.get(key)
+            if series is None:
+                series = (metrics.requests.labels(*key), metrics.latency.labels(method, route))
+                self._series[key] = series
+            series[0].inc()
+            series[1].observe(elapsed)
             access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
             current_request_id.reset(token)
 
@@ -76,8 +94,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        declared = request.headers.get("content-length")
+        declared = header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await self._refuse(scope, receive, send, 400, "invalid Content-Length header")
