@@ -23,7 +23,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     TINYZOO_WEIGHTS_DIR=/srv/weights \
     TINYZOO_LOG_FORMAT=json \
     MALLOC_ARENA_MAX=2 \
-    MALLOC_MMAP_THRESHOLD_=131072
+    MALLOC_MMAP_THRESHOLD_=4194304 \
+    MALLOC_TRIM_THRESHOLD_=16777216
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin tinyzoo
 COPY --from=build /opt/venv /opt/venv
 COPY weights /srv/weights

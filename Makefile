@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# glibc settings that keep memory flat under load: one heap per two threads, and big buffers
-# mmapped so freed tensors return to the system (bench/soak.py measures it).
-MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072
+# glibc settings that keep memory flat under load without slowing the models down: explained at
+# app.memory.ALLOCATOR_ENV, which bench/ and a test hold these to.
+MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=16777216
 serve: install
 	$(MALLOC_ENV) $(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log
 

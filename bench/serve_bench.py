@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from app.memory import ALLOCATOR_ENV
 from training.data import default_data_dir, load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,13 +189,15 @@ def servers(python: str) -> list[Server]:
         "warning",
     ]
     one_core = {"TINYZOO_THREADS": "1", "TINYZOO_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    # The service runs with the allocator settings it ships with (make serve, the image).
+    service = {**one_core, **ALLOCATOR_ENV}
     paths = {key: path for key, (path, _, _) in ENDPOINTS.items()}
     out = [
-        Server("service (shipped)", [*uvicorn, "app.main:app"], one_core, "/readyz", paths),
+        Server("service (shipped)", [*uvicorn, "app.main:app"], service, "/readyz", paths),
         Server(
             "service, batching off",
             [*uvicorn, "app.main:app"],
-            {**one_core, "TINYZOO_MAX_BATCH_SIZE": "1"},
+            {**service, "TINYZOO_MAX_BATCH_SIZE": "1"},
             "/readyz",
             paths,
         ),
@@ -211,14 +214,13 @@ def servers(python: str) -> list[Server]:
             },
         ),
     ]
-    both = {"TINYZOO_THREADS": "1", "TINYZOO_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
     scaled = {k: paths[k] for k in ("digit-resnet", "classify-name")}
     for workers in (1, 2):
         out.append(
             Server(
                 f"service, {workers} worker{'s' if workers > 1 else ''} (2 cores, shared with wrk)",
                 [*uvicorn, "--workers", str(workers), "app.main:app"],
-                both,
+                service,
                 "/readyz",
                 scaled,
                 cores="0,1",

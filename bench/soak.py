@@ -25,12 +25,11 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from app.memory import ALLOCATOR_ENV
 from training.data import default_data_dir, load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
-# As in `make serve` and the image: one glibc heap per two threads, and big buffers mmapped so
-# freed tensors go back to the system instead of fragmenting the heap.
-SERVER_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
+SERVER_ENV = ALLOCATOR_ENV  # as `make serve`, the image and the Deployment run it
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:

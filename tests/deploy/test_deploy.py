@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from app.memory import ALLOCATOR_ENV
 from deploy.container_check import local_install_args, parse_dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +64,15 @@ def test_deployment_runs_locked_down_with_all_three_probes() -> None:
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert {"requests", "limits"} <= set(container["resources"])
     assert container["ports"][0]["containerPort"] == parse_dockerfile().expose[0]
+
+
+def test_the_image_the_deployment_and_make_serve_run_with_the_measured_allocator_settings() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    (line,) = [ln for ln in makefile.splitlines() if ln.startswith("MALLOC_ENV :=")]
+    make_env = dict(pair.split("=", 1) for pair in line.split(":=", 1)[1].split())
+    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    k8s_env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("MALLOC_")}
+    image_env = {k: v for k, v in parse_dockerfile().env.items() if k.startswith("MALLOC_")}
+    assert make_env == k8s_env == image_env == ALLOCATOR_ENV
+    assert "$(MALLOC_ENV)" in makefile.split("\nserve:", 1)[1].split("\n\n", 1)[0]
