@@ -82,8 +82,9 @@ def split_text(text: str, recipe: CharLMRecipe) -> tuple[str, str, str]:
     """(train, validation, test): test is the last 10 %, validation the first 5 %.
 
     Validation comes from the start so that training runs right up to the test text: plays run
-    on across the cut (The Taming of the Shrew begins 6 % before the end and its speakers fill
-    most of the test), and a model that never read their opening scenes pays for every name.
+    on across the cut (The Taming of the Shrew begins 2 % of the text before it, and its
+    speakers fill most of the test), and a model that never read their opening scenes pays for
+    every name.
     """
     n = len(text)
     test_start = int(n * (1 - recipe.test_fraction))
