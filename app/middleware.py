@@ -6,6 +6,7 @@ import re
 import time
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,15 +16,6 @@ from app.problems import problem
 
 access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    """A request header's first value, None if absent (``name`` in lower case, as ASGI servers
-    give header names)."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 class AccessMiddleware:
@@ -42,7 +34,7 @@ class AccessMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = header(scope, b"x-request-id") or ""
+        given = Headers(scope=scope).get("x-request-id", "")
         request_id = given if _SAFE_ID.match(given) else f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = current_request_id.set(request_id)
@@ -94,7 +86,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        declared = header(scope, b"content-length")
+        declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit():
                 await self._refuse(scope, receive, send, 400, "invalid Content-Length header")

@@ -29,7 +29,6 @@ from app.memory import ALLOCATOR_ENV
 from training.data import default_data_dir, load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_ENV = ALLOCATOR_ENV  # as `make serve`, the image and the Deployment run it
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -200,7 +199,7 @@ def main() -> None:
             "warning",
         ],
         cwd=ROOT,
-        env={**os.environ, **SERVER_ENV, "TINYZOO_LOG_LEVEL": "WARNING"},
+        env={**os.environ, **ALLOCATOR_ENV, "TINYZOO_LOG_LEVEL": "WARNING"},  # as shipped
     )
     base = f"http://127.0.0.1:{port}"
     try:
