@@ -21,6 +21,9 @@ from app.settings import Settings
 from models.device import resolve_device
 
 logger = logging.getLogger("app.runtime")
+TUNING_BATCH = 16
+"""The batch the digit nets' convolution kernels are chosen for (``app.convolution``): what a
+busy server batches; larger batches favour NNPACK more."""
 
 
 @dataclass
@@ -62,8 +65,12 @@ class Runtime:
         """One forward pass per model, so the first request pays no lazy initialisation."""
         blank = np.zeros((28, 28), dtype=np.float32)
         blank[8:20, 12:16] = 1.0
-        for digit in self.digits.values():
+        for name, digit in self.digits.items():
             digit.predict_batch([blank, blank])
+            if self.settings.max_batch_size >= TUNING_BATCH:
+                nnpack = digit.tune(TUNING_BATCH)
+                if nnpack:
+                    logger.info("%s: NNPACK runs %s", name, ", ".join(nnpack))
         for names in self.names.values():
             names.predict_batch(["Smith", "Nguyen"])
         for char in self.chars.values():
