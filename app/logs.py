@@ -1,7 +1,17 @@
-"""Logging: plain text or one JSON object per line."""
+"""Logging: plain text or one JSON object per line, written in batches.
 
+Every request writes an access line. Formatted and written one by one, between requests, a line
+costs about 30 us (a tenth of what a ``/digit`` request costs besides the model); buffered and
+written a few hundred at a time it costs a third of that. So lines are buffered for at most
+``FLUSH_S`` seconds (``flush_periodically``), as nginx's ``access_log ... flush=`` does; a
+warning or error is written at once, after the lines before it. What is buffered is written at
+shutdown and at exit, and lost only if the process is killed outright.
+"""
+
+import asyncio
 import json
 import logging
+import logging.handlers
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -9,11 +19,19 @@ from datetime import UTC, datetime
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 
+FLUSH_S = 0.2
+"""Longest time a log line waits in the buffer."""
+BUFFERED = 4096
+"""Lines buffered before they are written regardless of ``FLUSH_S``."""
+
+
 class RequestIdFilter(logging.Filter):
-    """Stamp every record with the id of the request being handled (``-`` outside one)."""
+    """Stamp every record with the id of the request being handled (``-`` outside one); a record
+    that has one already keeps it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id.get()
         return True
 
 
@@ -32,18 +50,37 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(fmt: str, level: str) -> None:
-    """Configure the ``app`` logger once (idempotent)."""
+    """Configure the ``app`` logger once (idempotent): lines to standard error, buffered (see
+    the module's docstring), each stamped with its request id when it is logged."""
     logger = logging.getLogger("app")
     logger.setLevel(level.upper())
     if any(getattr(h, "_tinyzoo", False) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(
         JsonFormatter()
         if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )
+    handler = logging.handlers.MemoryHandler(BUFFERED, flushLevel=logging.WARNING, target=stream)
     handler.addFilter(RequestIdFilter())
     handler._tinyzoo = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = False
+    # Record fields that no format here shows, each a lookup per line (the logging HOWTO's
+    # "Optimization" section): the caller's file and line, thread and process.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+
+
+def flush_logs() -> None:
+    """Write the buffered lines of the ``app`` logger now."""
+    for handler in logging.getLogger("app").handlers:
+        handler.flush()
+
+
+async def flush_periodically(every_s: float = FLUSH_S) -> None:
+    """Write the buffered log lines every ``every_s`` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(every_s)
+        flush_logs()

@@ -106,3 +106,19 @@ async def test_digit_route_is_guarded_by_the_api_key_when_one_is_set(
         assert r.headers["content-type"].startswith("application/problem+json")
         r = await c.post("/digit?top_k=2", files=upload, headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 400  # past the key check: the bytes are no image
+
+
+def test_routes_added_directly_document_what_included_routers_would(settings: Settings) -> None:
+    """Without an API key the routers' routes are added to the app as they are (no per-request
+    include resolution): the OpenAPI document is the one ``include_router`` gives."""
+    from app.api.routes import char_rnn, demo, digits, health, models, names
+    from app.main import create_app
+
+    served = create_app(settings)
+    assert "/digit" in [getattr(route, "path", None) for route in served.router.routes]
+    included = FastAPI(title=served.title, version=served.version, description=served.description)
+    for router in (names.router, digits.router, char_rnn.router, models.router):
+        included.include_router(router)
+    included.include_router(health.router)
+    included.include_router(demo.router)
+    assert served.openapi() == included.openapi()
