@@ -101,6 +101,8 @@ def tune_convolutions(
     if example.shape[0] < MIN_BATCH or not torch._nnpack_available():
         return []
     convs = {name: m for name, m in model.named_modules() if eligible(m)}
+    if not convs:  # e.g. on a GPU
+        return []
     inputs: dict[str, torch.Tensor] = {}
     hooks = [
         conv.register_forward_hook(
