@@ -106,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _add_routes(app, router)
     _add_routes(app, health.router)
     _add_routes(app, demo.router)
+    # Routes are tried in order, a regular expression each: the inference routes go before the
+    # docs routes FastAPI adds first (no two routes here match the same path).
+    app.router.routes.sort(key=lambda route: getattr(route, "path", None) not in _HOT_PATHS)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -117,6 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(AccessMiddleware, metrics=metrics)
     return app
+
+
+_HOT_PATHS = {"/digit", "/classify-name", "/classify-name/batch"}
 
 
 def _add_routes(app: FastAPI, router: APIRouter) -> None:
