@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from app.convolution import nnpack_layers
 from app.errors import NotFound
 from models.checkpoint import CARD_FILE, Checkpoint, CheckpointError, load_checkpoint
 
@@ -43,4 +44,8 @@ class ModelRegistry:
         if name not in self.models:
             raise NotFound(f"no model named {name!r}; served: {', '.join(sorted(self.models))}")
         checkpoint = self.models[name]
-        return {**checkpoint.card, "device": str(self.device)}
+        return {
+            **checkpoint.card,
+            "device": str(self.device),
+            "nnpack_layers": nnpack_layers(checkpoint.model),
+        }

@@ -22,8 +22,8 @@ from models.device import resolve_device
 
 logger = logging.getLogger("app.runtime")
 TUNING_BATCH = 16
-"""The batch the digit nets' convolution kernels are chosen for (``app.convolution``): what a
-busy server batches; larger batches favour NNPACK more."""
+"""The batch the digit nets' convolution kernels are chosen on (``app.convolution``): a layer
+moves to NNPACK only if it wins already at this size, as it does by more on larger batches."""
 
 
 @dataclass

@@ -185,6 +185,11 @@ class ModelInfo(BaseModel):
     device: str
     num_parameters: int
     metrics: dict[str, Any] = Field(default_factory=dict)
+    nnpack_layers: list[str] = Field(
+        default_factory=list,
+        description="convolutions this server runs through NNPACK, chosen at startup as "
+        "faster than oneDNN on this CPU",
+    )
 
 
 class ModelList(BaseModel):

@@ -121,6 +121,14 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
     raise RuntimeError(f"{server.name} not ready in 120 s")
 
 
+def nnpack_layers(server: Server, port: int) -> str:
+    """The digit-inception layers a service server chose to run through NNPACK at startup."""
+    if server.ready_path != "/readyz":
+        return "—"
+    card = httpx.get(f"http://127.0.0.1:{port}/models/digit-inception", timeout=5).json()
+    return ", ".join(card.get("nnpack_layers", [])) or "none"
+
+
 def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
     """Peak resident memory of the server and its children, in MB."""
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
@@ -305,6 +313,7 @@ def measure_group(
     started: list[tuple[Server, subprocess.Popen[bytes], int, float]] = []
     samples: dict[tuple[str, str, int], list[Sample]] = {}
     extras: list[str] = []
+    layers: dict[str, str] = {}
 
     def record(sweep: dict[tuple[str, str, int], Sample]) -> None:
         for cell, sample in sweep.items():
@@ -314,6 +323,7 @@ def measure_group(
         for server in group:
             port = _port()
             proc, ready_s = start(server, port)
+            layers[server.name] = nnpack_layers(server, port)
             started.append((server, proc, port, ready_s))
             if side_by_side:
                 _signal(proc, signal.SIGSTOP)
@@ -321,7 +331,10 @@ def measure_group(
             try:
                 for _ in range(args.repeats):
                     record(_sweep(server, port, args, uploads))
-                extras.append(f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |")
+                extras.append(
+                    f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB"
+                    f" | {layers[server.name]} |"
+                )
             finally:
                 _stop(proc)
         if side_by_side:
@@ -335,7 +348,8 @@ def measure_group(
                     record(_sweep(server, port, args, uploads))
                     _signal(proc, signal.SIGSTOP)
             extras = [
-                f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB |"
+                f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB"
+                f" | {layers[server.name]} |"
                 for server, proc, _, ready_s in started
             ]
     finally:
@@ -403,8 +417,8 @@ def write_results(args: argparse.Namespace, rows: list[str], extras: list[str]) 
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
-        "| server | start to ready | peak RSS |",
-        "| --- | --- | --- |",
+        "| server | start to ready | peak RSS | inception layers on NNPACK |",
+        "| --- | --- | --- | --- |",
         *extras,
         "",
     ]

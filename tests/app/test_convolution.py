@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from app.convolution import MIN_BATCH, NnpackConv2d, eligible, tune_convolutions
+from app.convolution import MIN_BATCH, NnpackConv2d, eligible, nnpack_layers, tune_convolutions
 from models.inception import InceptionNet, InceptionNetConfig
 
 pytestmark = pytest.mark.skipif(
@@ -27,6 +27,7 @@ def test_layers_moved_to_nnpack_compute_the_same_outputs_from_the_same_parameter
     convs = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
     assert sorted(moved) == sorted(convs) and len(moved) == 16
     assert all(isinstance(net.get_submodule(name), NnpackConv2d) for name in moved)
+    assert nnpack_layers(net) == moved
     after = net.state_dict()
     assert after.keys() == before.keys()
     assert all(torch.equal(after[k], before[k]) for k in before)
@@ -45,7 +46,7 @@ def test_nothing_moves_when_nnpack_is_not_faster_or_the_batch_is_small() -> None
     net = _net()
     assert tune_convolutions(net, torch.randn(MIN_BATCH, 1, 28, 28), margin=0.0) == []
     assert tune_convolutions(net, torch.randn(MIN_BATCH - 1, 1, 28, 28), margin=10.0) == []
-    assert not any(isinstance(m, NnpackConv2d) for m in net.modules())
+    assert nnpack_layers(net) == []
 
 
 def test_only_plain_dense_float_convolutions_are_eligible() -> None:
