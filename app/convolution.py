@@ -47,7 +47,7 @@ class NnpackConv2d(nn.Conv2d):
     def sharing(cls, conv: nn.Conv2d) -> "NnpackConv2d":
         """The same (``eligible``) layer, its parameters shared: the state dict's names and values
         are unchanged."""
-        if not eligible(conv) or isinstance(conv.padding, str):
+        if not eligible(conv) or isinstance(conv.padding, str):  # (the str test: for mypy)
             raise ValueError(f"NNPACK cannot compute {conv}")
         (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
         layer = cls(

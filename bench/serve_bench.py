@@ -121,7 +121,7 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
     raise RuntimeError(f"{server.name} not ready in 120 s")
 
 
-def nnpack_layers(server: Server, port: int) -> str:
+def inception_nnpack_layers(server: Server, port: int) -> str:
     """The digit-inception layers a service server chose to run through NNPACK at startup."""
     if server.ready_path != "/readyz":
         return "—"
@@ -323,7 +323,7 @@ def measure_group(
         for server in group:
             port = _port()
             proc, ready_s = start(server, port)
-            layers[server.name] = nnpack_layers(server, port)
+            layers[server.name] = inception_nnpack_layers(server, port)
             started.append((server, proc, port, ready_s))
             if side_by_side:
                 _signal(proc, signal.SIGSTOP)
