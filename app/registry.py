@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from app.convolution import nnpack_layers
 from app.errors import NotFound
 from models.checkpoint import CARD_FILE, Checkpoint, CheckpointError, load_checkpoint
 
@@ -22,6 +21,9 @@ class ModelRegistry:
     device: torch.device
     models: dict[str, Checkpoint] = field(default_factory=dict)
     load_seconds: dict[str, float] = field(default_factory=dict)
+    serving: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """How the server computes each model, where it departs from the layers as written (the
+    digit nets: folded, NNPACK kernels), merged into its card."""
 
     @classmethod
     def load(cls, weights_dir: Path, device: torch.device) -> "ModelRegistry":
@@ -47,5 +49,5 @@ class ModelRegistry:
         return {
             **checkpoint.card,
             "device": str(self.device),
-            "nnpack_layers": nnpack_layers(checkpoint.model),
+            **self.serving.get(name, {}),
         }

@@ -54,7 +54,7 @@ class Runtime:
         for name, checkpoint in runtime.registry.models.items():
             arch = checkpoint.card["architecture"]
             if arch in ("InceptionNet", "ResNet"):
-                runtime.digits[name] = DigitClassifier(checkpoint, device)
+                runtime.digits[name] = DigitClassifier(checkpoint, device, fold=settings.fold)
             elif arch == "NameGRU":
                 runtime.names[name] = NameClassifier(checkpoint, device)
             elif arch == "CharRNN":
@@ -71,6 +71,9 @@ class Runtime:
                 nnpack = digit.tune(TUNING_BATCH)
                 if nnpack:
                     logger.info("%s: NNPACK runs %s", name, ", ".join(nnpack))
+            if digit.folded:
+                logger.info("%s: served folded into matrix products", name)
+            self.registry.serving[name] = digit.serving()
         for names in self.names.values():
             names.predict_batch(["Smith", "Nguyen"])
         for char in self.chars.values():

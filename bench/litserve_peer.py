@@ -17,8 +17,8 @@ from models.checkpoint import load_checkpoint
 
 class DigitAPI(ls.LitAPI):  # type: ignore[misc]
     def setup(self, device: str) -> None:
-        # The service's own classifier runs the model, with the convolution kernels the service
-        # picks at startup, so that the comparison is of the serving.
+        # The service's own classifier runs the model, folded and with the convolution kernels
+        # the service picks at startup, so that the comparison is of the serving.
         model = os.environ.get("BENCH_MODEL", "digit-inception")
         self.classifier = DigitClassifier(
             load_checkpoint(Path("weights") / model), torch.device("cpu")

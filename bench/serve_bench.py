@@ -121,12 +121,14 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
     raise RuntimeError(f"{server.name} not ready in 120 s")
 
 
-def inception_nnpack_layers(server: Server, port: int) -> str:
-    """The digit-inception layers a service server chose to run through NNPACK at startup."""
+def inception_serving(server: Server, port: int) -> str:
+    """How a service server computes digit-inception: folded or layer by layer, and the layers
+    it chose to run through NNPACK at startup."""
     if server.ready_path != "/readyz":
         return "—"
     card = httpx.get(f"http://127.0.0.1:{port}/models/digit-inception", timeout=5).json()
-    return ", ".join(card.get("nnpack_layers", [])) or "none"
+    nnpack = ", ".join(card.get("nnpack_layers", [])) or "none"
+    return f"{'folded' if card.get('folded') else 'layer by layer'}; NNPACK: {nnpack}"
 
 
 def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
@@ -313,7 +315,7 @@ def measure_group(
     started: list[tuple[Server, subprocess.Popen[bytes], int, float]] = []
     samples: dict[tuple[str, str, int], list[Sample]] = {}
     extras: list[str] = []
-    layers: dict[str, str] = {}
+    computed: dict[str, str] = {}
 
     def record(sweep: dict[tuple[str, str, int], Sample]) -> None:
         for cell, sample in sweep.items():
@@ -323,7 +325,7 @@ def measure_group(
         for server in group:
             port = _port()
             proc, ready_s = start(server, port)
-            layers[server.name] = inception_nnpack_layers(server, port)
+            computed[server.name] = inception_serving(server, port)
             started.append((server, proc, port, ready_s))
             if side_by_side:
                 _signal(proc, signal.SIGSTOP)
@@ -333,7 +335,7 @@ def measure_group(
                     record(_sweep(server, port, args, uploads))
                 extras.append(
                     f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB"
-                    f" | {layers[server.name]} |"
+                    f" | {computed[server.name]} |"
                 )
             finally:
                 _stop(proc)
@@ -349,7 +351,7 @@ def measure_group(
                     _signal(proc, signal.SIGSTOP)
             extras = [
                 f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB"
-                f" | {layers[server.name]} |"
+                f" | {computed[server.name]} |"
                 for server, proc, _, ready_s in started
             ]
     finally:
@@ -417,7 +419,7 @@ def write_results(args: argparse.Namespace, rows: list[str], extras: list[str]) 
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
-        "| server | start to ready | peak RSS | inception layers on NNPACK |",
+        "| server | start to ready | peak RSS | how digit-inception is computed |",
         "| --- | --- | --- | --- |",
         *extras,
         "",

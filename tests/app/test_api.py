@@ -237,8 +237,9 @@ async def test_models_cards_without_tensors(client: httpx.AsyncClient) -> None:
     assert cards["digit-resnet"]["num_parameters"] == 41_514
     runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
     assert cards["digit-resnet"]["device"] == str(runtime.registry.device)
-    for name, card in cards.items():  # the layers each net runs through NNPACK, as chosen
-        assert card["nnpack_layers"] == nnpack_layers(runtime.registry.models[name].model)
+    for name, digit in runtime.digits.items():  # how each digit net is computed, as chosen
+        assert cards[name]["folded"] is digit.folded is (name == "digit-inception")
+        assert cards[name]["nnpack_layers"] == nnpack_layers(digit.net)
     assert len(response.content) < 200_000
     one = await client.get("/models/name-gru")
     assert one.json()["labels"][0] == "Arabic"
