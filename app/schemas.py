@@ -188,7 +188,7 @@ class ModelInfo(BaseModel):
     folded: bool = Field(
         False,
         description="whether this server computes the net as the matrix products its affine "
-        "stretches fold into (the Inception net: same function, 4x less time), not layer by layer",
+        "stretches fold into (the Inception net: same function, 2.5x faster), not layer by layer",
     )
     nnpack_layers: list[str] = Field(
         default_factory=list,
