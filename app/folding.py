@@ -133,15 +133,25 @@ def _affine_map(
 def fold_inception(net: InceptionNet, probe: torch.Tensor) -> FoldedInception | None:
     """``net`` folded, if on ``probe`` (a batch of inputs) it gives the net's logits; else None.
 
-    The check guards against a net whose modules were changed after the fold was written (a
-    nonlinearity inside an Inception module would make the maps no longer affine).
+    The matrices are built and checked on the CPU in float32 whatever the net's device (a GPU
+    may run convolutions in TF32, which would round the matrices to 10-bit mantissas), then
+    moved to the net's device. The check guards against a net whose modules were changed after
+    this fold was written (a nonlinearity inside an Inception module makes the maps no longer
+    affine).
     """
+    device = next(net.parameters()).device
+    on_cpu = net if device.type == "cpu" else copy.deepcopy(net).cpu()
+    probe = probe.cpu()
     with torch.no_grad():
-        folded = FoldedInception(net).eval()
-        expected, got = net(probe), folded(probe)
+        folded = FoldedInception(on_cpu).eval()
+        expected, got = on_cpu(probe), folded(probe)
     scale = float(expected.abs().max()) or 1.0
     error = float((expected - got).abs().max()) / scale
     if not error <= TOLERANCE:
-        logger.warning("not folding %s: logits differ by %.2g of their scale", net, error)
+        logger.warning(
+            "serving the Inception net layer by layer: folded, its logits differ by %.2g of "
+            "their scale",
+            error,
+        )
         return None
-    return folded
+    return folded.to(device)
