@@ -60,14 +60,13 @@ class FoldedInception(nn.Module):
         super().__init__()
         cfg = net.config
         k = cfg.kernel_size
-        self.c1, self.c2 = cfg.conv1_channels, cfg.conv2_channels
-        self.p1 = (cfg.image_size - k + 1) // 2  # after conv1 and its pool: 12
-        s2 = self.p1 - k + 1  # after conv2: 8
-        self.p2 = s2 // 2  # after its pool: 4
+        c1, c2 = cfg.conv1_channels, cfg.conv2_channels
+        p1 = (cfg.image_size - k + 1) // 2  # after conv1 and its pool: 12
+        p2 = (p1 - k + 1) // 2  # after conv2 (8) and its pool: 4
         weight, bias = net.conv1.weight.detach(), net.conv1.bias
         assert bias is not None
         # Output channel (dy, dx, c) is conv1's channel c at offset (dy, dx) of each pool window.
-        stem = weight.new_zeros(2, 2, self.c1, cfg.in_channels, k + 1, k + 1)
+        stem = weight.new_zeros(2, 2, c1, cfg.in_channels, k + 1, k + 1)
         for dy in (0, 1):
             for dx in (0, 1):
                 stem[dy, dx, :, :, dy : dy + k, dx : dx + k] = weight
@@ -76,14 +75,14 @@ class FoldedInception(nn.Module):
 
         def pooled_columns(out: torch.Tensor) -> torch.Tensor:
             """N x c2 x s2 x s2 -> N x (2, 2, c2, p2, p2): one column group per pool offset."""
-            n, p = out.shape[0], self.p2
-            out = out[:, :, : 2 * p, : 2 * p].reshape(n, self.c2, p, 2, p, 2)
-            return out.permute(0, 3, 5, 1, 2, 4).reshape(n, 4 * self.c2 * p * p)
+            n = out.shape[0]
+            out = out[:, :, : 2 * p2, : 2 * p2].reshape(n, c2, p2, 2, p2, 2)
+            return out.permute(0, 3, 5, 1, 2, 4).reshape(n, 4 * c2 * p2 * p2)
 
         first = nn.Sequential(net.incept1, net.conv2)
-        w1, b1 = _affine_map(first, (self.c1, self.p1, self.p1), pooled_columns)
+        w1, b1 = _affine_map(first, (c1, p1, p1), pooled_columns)
         second = nn.Sequential(net.incept2, nn.Flatten(), net.fc)
-        w2, b2 = _affine_map(second, (self.c2, self.p2, self.p2), lambda out: out)
+        w2, b2 = _affine_map(second, (c2, p2, p2), lambda out: out)
         self.register_buffer("w1", w1)
         self.register_buffer("b1", b1)
         self.register_buffer("w2", w2)
@@ -115,18 +114,14 @@ def _affine_map(
         if isinstance(module, nn.Conv2d | nn.Linear) and module.bias is not None:
             module.bias = None
     size = shape[0] * shape[1] * shape[2]
-    matrix: torch.Tensor | None = None
     with torch.no_grad():
         bias = arrange(layers(param.new_zeros(1, *shape)))[0]
+        matrix = param.new_empty(size, bias.numel())
         for start in range(0, size, BASIS_CHUNK):
             count = min(BASIS_CHUNK, size - start)
             units = param.new_zeros(count, size)
             units[torch.arange(count), torch.arange(start, start + count)] = 1.0
-            rows = arrange(linear(units.view(count, *shape)))
-            if matrix is None:
-                matrix = param.new_empty(size, rows.shape[1])
-            matrix[start : start + count] = rows
-    assert matrix is not None
+            matrix[start : start + count] = arrange(linear(units.view(count, *shape)))
     return matrix, bias.contiguous()
 
 
