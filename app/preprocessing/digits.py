@@ -1,0 +1,200 @@
+"""A greyscale photo, scan or drawing of a digit -> the 28 x 28 form MNIST's digits have.
+
+MNIST's digits are light ink on black, anti-aliased, scaled so that the longer side of the ink's
+box is 20 px and placed with their centre of mass on the centre of a 28 x 28 field (LeCun et
+al., "The MNIST database"). ``to_mnist`` makes any upload that shape in named steps, each a
+short function on OpenCV:
+
+    polarity -> background -> contrast -> ink box -> thicken -> resize to 20 px -> centre
+
+An upload already in MNIST's form comes through unchanged: every step leaves it as it is.
+"""
+
+import math
+
+import cv2
+import numpy as np
+
+from app.errors import NoDigitFound
+
+FIELD = 28
+"""Side of MNIST's images."""
+BOX = 20
+"""Longer side of the digit's box in MNIST."""
+CENTRE = 14.0
+"""Where MNIST puts the centre of mass (row and column)."""
+KEEP_SIZES = range(18, BOX + 1)
+"""A digit whose box is already about MNIST's size is not resampled (no blur from a 19 -> 20
+resize; MNIST's own digits have exactly 20)."""
+TAIL = 0.002
+"""Share of pixels at each end of the histogram read as the darkest and brightest marks: ink
+of a small digit in a photo is a few tenths of a percent of it, a speck far less."""
+BACKGROUND_SIDE = 64
+"""Side the background is estimated at: lighting varies slowly, so 64 px follow a shadow across
+a page, and the morphology costs microseconds."""
+OPENING = 0.5
+"""Width of the opening that estimates an uneven background, as a share of the small image's
+longer side: wider than any stroke or filled loop, even of a thick pen."""
+FLAT = 16
+"""Spread (interquartile, of 255) of the border's pixels under which the paper is taken as evenly
+lit and one level is subtracted rather than a surface; a digit touching the border of a tight
+crop covers less than a quarter of it."""
+NOISE_FLOOR = 4.0
+"""Ink starts this many noise standard deviations above the background."""
+MIN_CONTRAST = 15
+"""Weakest ink, over the noise floor, that counts as a stroke (of 255): fainter is blank."""
+MIN_SNR = 3.0
+"""Strokes must rise this many noise standard deviations above the noise floor."""
+FULL_STRENGTH = 0.9
+"""Strokes whose strong part reaches this share of the range above the paper are taken as at
+full strength already and not stretched (MNIST's own digits come through unchanged)."""
+MASK_LEVEL = 0.4
+"""Share of full strength at which a pixel counts as part of a stroke for the ink box."""
+MIN_PART = 0.05
+"""A separate mark joins the digit if it has this share of the largest stroke's ink (the
+detached bar of a 5 or a 7 does; dust does not)."""
+MIN_MASS = 4.0
+"""Least total ink (in full-strength pixels) that is a digit rather than specks."""
+EDGE_LINE = 0.9
+"""A mark spanning this share of the image's side while thin is a paper or frame edge."""
+MIN_STROKE = 1.6
+TARGET_STROKE = 2.2
+"""Stroke widths after scaling to 20 px: thinner than the first (a fine pen on a large canvas)
+is thickened to about the second, MNIST's own (about 2 px at full strength)."""
+
+
+def ink_bright(grey: np.ndarray) -> np.ndarray:
+    """Polarity: the image with its ink light on dark, inverted if the ink is darker than the
+    paper. The paper is the level along the image's border; the ink is whichever extreme of
+    the histogram lies further from it."""
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    paper = float(np.median(border))
+    hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
+    cumulative = np.cumsum(hist) / grey.size
+    darkest = int(np.searchsorted(cumulative, TAIL))
+    brightest = int(np.searchsorted(cumulative, 1 - TAIL))
+    dark = paper - darkest > brightest - paper
+    return cv2.bitwise_not(grey) if dark else grey
+
+
+def background(x: np.ndarray) -> np.ndarray | float:
+    """The paper's level under an ink-bright image: the border's median when the border is
+    even (scans, screens, tight crops), else a smooth surface (a morphological opening at low
+    resolution, which follows shadows and gradients but not strokes)."""
+    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    low, level, high = np.percentile(border, (25, 50, 75))
+    if high - low < FLAT:
+        return float(level)
+    h, w = x.shape
+    scale = min(1.0, BACKGROUND_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(x, size, interpolation=cv2.INTER_AREA) if scale < 1 else x
+    k = max(3, round(OPENING * max(small.shape)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    surface = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
+    surface = cv2.blur(surface, (k, k), borderType=cv2.BORDER_REPLICATE)
+    return cv2.resize(surface, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def contrast(x: np.ndarray, paper: np.ndarray | float) -> np.ndarray:
+    """Ink above the paper as float32 in [0, 1]: the noise floor goes to 0 and the strong
+    strokes to 1. The noise is read from the pixels darker than the paper. Raises NoDigitFound
+    for a blank, flat or noisy image."""
+    r = x.astype(np.float32) - paper
+    below = r[r < 0]
+    noise = float(np.sqrt(np.mean(np.square(below)))) if below.size else 0.0
+    lo = NOISE_FLOOR * noise
+    peak = float(r.max())
+    if peak <= lo + MIN_CONTRAST:
+        raise NoDigitFound("no digit found: the image is blank, one flat or noisy colour")
+    strong = r[r >= max(lo, peak / 2)]
+    hi = float(np.percentile(strong, 95))
+    full = 255 - float(np.mean(paper))
+    if hi >= FULL_STRENGTH * full:  # ink already at full strength stays as it is
+        hi = full
+    if hi - lo < max(MIN_CONTRAST, MIN_SNR * noise):
+        raise NoDigitFound(
+            f"no digit found: nothing stands out from the background (contrast {hi - lo:.0f}/255)"
+        )
+    out: np.ndarray = np.clip((r - lo) / (hi - lo), 0, 1)
+    return out
+
+
+def ink_box(a: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the digit: the strokes' connected components, joined by
+    marks with a real share of the ink, without specks or thin lines along the paper's edges."""
+    mask = (a > MASK_LEVEL).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        raise NoDigitFound("no digit found: only faint marks, no strokes")
+    h, w = a.shape
+    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
+    edge = ((bw >= EDGE_LINE * w) & (bh <= 0.1 * h)) | ((bh >= EDGE_LINE * h) & (bw <= 0.1 * w))
+    edge &= (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+    area = np.where(edge, 0, area)
+    keep = area >= max(MIN_PART * area.max(), 1)
+    if not keep.any() or float(area[keep].sum()) < MIN_MASS:
+        raise NoDigitFound("no digit found: only isolated specks, no strokes")
+    top, left = int(y[keep].min()), int(x[keep].min())
+    bottom, right = int((y + bh)[keep].max()), int((x + bw)[keep].max())
+    # Widen to the faint anti-aliased edges of the strokes, which MNIST's box includes.
+    y0, y1, x0, x1 = max(0, top - 2), min(h, bottom + 2), max(0, left - 2), min(w, right + 2)
+    inked = a[y0:y1, x0:x1] > 0
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    return y0 + int(rows[0]), y0 + int(rows[-1]) + 1, x0 + int(cols[0]), x0 + int(cols[-1]) + 1
+
+
+def stroke_width(a: np.ndarray) -> float:
+    """Mean stroke width in pixels: what one erosion removes is about twice a stroke's length,
+    so width ~ 2 x area / (area - eroded area)."""
+    mask = (a > 0.5).astype(np.uint8)
+    area = int(cv2.countNonZero(mask))
+    eroded = int(cv2.countNonZero(cv2.erode(mask, None, borderType=cv2.BORDER_CONSTANT)))
+    return 2 * area / max(area - eroded, 1)
+
+
+def thicken(a: np.ndarray) -> np.ndarray:
+    """Grow strokes that would end up thinner than MNIST's once the digit is scaled to 20 px."""
+    scale = BOX / max(a.shape)
+    width = stroke_width(a)
+    if width * scale >= MIN_STROKE:
+        return a
+    radius = max(1, round((TARGET_STROKE / scale - width) / 2))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    padded = cv2.copyMakeBorder(a, radius, radius, radius, radius, cv2.BORDER_CONSTANT, value=0)
+    grown: np.ndarray = cv2.dilate(padded, kernel)
+    return grown
+
+
+def resize(a: np.ndarray) -> np.ndarray:
+    """Scale the digit so the longer side of its box is 20 px (area-averaged when shrinking)."""
+    h, w = a.shape
+    if max(h, w) in KEEP_SIZES:
+        return a
+    scale = BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    kind = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out: np.ndarray = cv2.resize(a, size, interpolation=kind)
+    return np.clip(out, 0, 1, out=out)
+
+
+def centre(a: np.ndarray) -> np.ndarray:
+    """Place the digit in a 28 x 28 field with its centre of mass at MNIST's (14, 14)."""
+    h, w = a.shape
+    m = cv2.moments(a)
+    cy, cx = m["m01"] / m["m00"], m["m10"] / m["m00"]
+    oy = min(max(math.floor(CENTRE - cy + 0.5), 0), FIELD - h)
+    ox = min(max(math.floor(CENTRE - cx + 0.5), 0), FIELD - w)
+    field = np.zeros((FIELD, FIELD), dtype=np.float32)
+    field[oy : oy + h, ox : ox + w] = a
+    return field
+
+
+def to_mnist(grey: np.ndarray) -> np.ndarray:
+    """An 8-bit greyscale image as a float32 28 x 28 array in [0, 1], ink bright, boxed and
+    centred as MNIST's digits are. Raises NoDigitFound when it holds no strokes."""
+    x = ink_bright(grey)
+    a = contrast(x, background(x))
+    top, bottom, left, right = ink_box(a)
+    digit = a[top:bottom, left:right]
+    return centre(resize(thicken(digit)))

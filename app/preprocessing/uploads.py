@@ -1,0 +1,240 @@
+"""Uploaded image bytes -> a greyscale uint8 array, decoded by OpenCV, checked before decoding.
+
+``open_upload`` tells the format from the bytes alone and reads the header with Pillow (no pixel
+is decoded), so oversized images are refused with their size in the message; ``decode`` has
+OpenCV decode the pixels (large JPEGs at a reduced scale, EXIF rotation applied); ``to_grey``
+turns any depth, colour or transparency into 8-bit grey.
+"""
+
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from app.errors import InvalidInput, PayloadTooLarge, UndecodableImage, UnsupportedMediaType
+
+ACCEPTED = "PNG, JPEG, GIF, BMP, WebP or TIFF"
+SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+)
+NON_IMAGES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"<svg", "an SVG drawing"),
+    (b"<?xml", "an XML document"),
+    (b"<!doctype html", "an HTML page"),
+    (b"<html", "an HTML page"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+)
+WORK_SIDE = 320
+"""Longest side the steps after decoding work at. A digit that fills a tenth of a photo's width
+still spans 32 px there, more than the 20 px it is scaled to; larger images are reduced first
+(JPEGs while decoding, others right after)."""
+BYTES_PER_SAMPLE = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I": 4, "F": 4}
+"""Decoded bytes per channel value by Pillow mode; modes not listed hold 8-bit samples."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An identified upload whose header has been read: format, size, Pillow mode, orientation."""
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+    mode: str
+    bands: int
+    transparent: bool
+    orientation: int
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Memory the decoded frame takes (every channel at its own depth)."""
+        depth = BYTES_PER_SAMPLE.get(self.mode, 1)
+        return self.width * self.height * max(self.bands, 1) * depth
+
+
+def sniff(data: bytes) -> str | None:
+    """The supported format whose signature the data starts with, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in SIGNATURES:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def describe_unsupported(data: bytes) -> str | None:
+    """What a non-image upload is, when its first bytes make that clear."""
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for magic, kind in NON_IMAGES:
+        if head.startswith(magic.lower()):
+            return kind
+    if data[4:8] == b"ftyp":
+        return "a HEIF/AVIF/MP4 file"
+    try:
+        text = data[:1024].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "text" if all(c.isprintable() or c.isspace() for c in text) else None
+
+
+def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Upload:
+    """Identify an upload and read its header (400, 413, 415); no pixel is decoded."""
+    if not data:
+        raise UndecodableImage("the upload is empty: no image bytes were received")
+    fmt = sniff(data)
+    if fmt is None:
+        kind = describe_unsupported(data)
+        if kind is None:
+            raise UndecodableImage(f"the data is not a recognisable image; send {ACCEPTED}")
+        raise UnsupportedMediaType(f"the upload is {kind}; send a {ACCEPTED} image")
+    Image.MAX_IMAGE_PIXELS = None  # the limits below apply instead, with a clear message
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
+            info = image.info
+            upload = Upload(
+                data=data,
+                format=fmt,
+                width=image.width,
+                height=image.height,
+                mode=image.mode,
+                bands=len(image.getbands()),
+                transparent="transparency" in info or "A" in image.getbands(),
+                orientation=int(image.getexif().get(0x0112, 1)) if fmt != "GIF" else 1,
+            )
+    except Exception as exc:  # Pillow's header parsers fail in many ways on malformed data
+        raise UndecodableImage(f"the data looks like {fmt} but cannot be read: {exc}") from None
+    pixels = upload.width * upload.height
+    if pixels == 0:
+        raise UndecodableImage("the image has no pixels")
+    if pixels > max_pixels:
+        raise PayloadTooLarge(
+            f"image is {upload.width} x {upload.height} = {pixels:,} pixels, over the limit "
+            f"of {max_pixels:,} pixels"
+        )
+    if upload.decoded_bytes > max_decoded_bytes:
+        raise PayloadTooLarge(
+            f"image is {upload.width} x {upload.height} in mode {upload.mode}: "
+            f"{upload.decoded_bytes:,} bytes decoded, over the limit of {max_decoded_bytes:,}"
+        )
+    return upload
+
+
+_REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4))
+_REDUCED += ((2, cv2.IMREAD_REDUCED_GRAYSCALE_2),)
+
+
+def _jpeg_flag(upload: Upload) -> int:
+    """Decode a large JPEG at 1/2, 1/4 or 1/8 scale (libjpeg scales in its DCT, far cheaper
+    than decoding in full), the largest reduction that keeps the longer side >= WORK_SIDE."""
+    side = max(upload.width, upload.height)
+    for factor, flag in _REDUCED:
+        if side // factor >= WORK_SIDE:
+            return flag
+    return cv2.IMREAD_GRAYSCALE
+
+
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: a.swapaxes(0, 1)[:, ::-1],
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: a.swapaxes(0, 1)[::-1],
+}
+"""EXIF orientation -> the view that turns the stored pixels upright (EXIF 2.32, tag 0x0112)."""
+
+
+def decode(upload: Upload) -> np.ndarray:
+    """The first frame's pixels, upright: H x W (grey) or H x W x C (BGR[A]), at the image's
+    own depth (uint8, uint16 or float32). 400 when the decoder fails."""
+    buffer = np.frombuffer(upload.data, dtype=np.uint8)
+    keep = upload.transparent or upload.mode not in ("1", "L", "P", "RGB", "YCbCr", "CMYK")
+    if upload.format == "JPEG":
+        flag = _jpeg_flag(upload)
+    elif keep:
+        flag = cv2.IMREAD_UNCHANGED  # alpha and deep samples as they are; no EXIF applied
+    else:
+        flag = cv2.IMREAD_GRAYSCALE
+    try:
+        pixels = cv2.imdecode(buffer, flag)
+    except cv2.error as exc:
+        raise UndecodableImage(f"the {upload.format} data cannot be decoded: {exc}") from None
+    if pixels is None or pixels.size == 0:
+        raise UndecodableImage(f"the {upload.format} data cannot be decoded (truncated?)")
+    if flag == cv2.IMREAD_UNCHANGED and upload.orientation in _ORIENT:
+        pixels = np.ascontiguousarray(_ORIENT[upload.orientation](pixels))
+    return pixels
+
+
+def _flatten_alpha(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite grey+alpha onto a backdrop that contrasts with the strokes: where most of the
+    image is opaque, transparent holes take the paper's level; a drawing on a transparent
+    canvas goes onto white if its strokes are dark, black if they are light."""
+    opaque = alpha >= 128
+    share = float(np.count_nonzero(opaque)) / opaque.size
+    if share == 1.0:
+        return grey
+    level = float(np.median(grey[opaque])) if share > 0 else 255.0
+    backdrop = round(level) if share > 0.5 else (255 if level < 128 else 0)
+    a = alpha.astype(np.float32) / 255
+    out = grey.astype(np.float32) * a + backdrop * (1 - a)
+    return out.astype(np.uint8)
+
+
+def to_grey(pixels: np.ndarray) -> np.ndarray:
+    """Any decoded frame as an 8-bit greyscale H x W array, transparency flattened.
+
+    16-bit samples are scaled down (by their own maximum if they use less than 8 bits' worth);
+    float samples in 0..1 are read as such, others stretched from their minimum to their
+    maximum; NaN or infinite samples are a 422.
+    """
+    if pixels.dtype != np.uint8:
+        pixels = _to_uint8(pixels)
+    if pixels.ndim == 2:
+        return pixels
+    channels = pixels.shape[2]
+    if channels == 1:
+        return pixels[:, :, 0]
+    if channels == 2:
+        return _flatten_alpha(pixels[:, :, 0], pixels[:, :, 1])
+    grey = cv2.cvtColor(pixels[:, :, :3], cv2.COLOR_BGR2GRAY)
+    return _flatten_alpha(grey, pixels[:, :, 3]) if channels == 4 else grey
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Deep samples as 8-bit, one channel at a time and without float64 copies."""
+    if pixels.dtype == np.uint16:
+        top = 65535 if int(pixels.max()) > 255 else 255
+        return cv2.convertScaleAbs(pixels, alpha=255 / top)
+    values = pixels.astype(np.float32, copy=False)
+    if not np.isfinite(values).all():
+        raise InvalidInput("the image has NaN or infinite pixel values")
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0 and hi <= 1:
+        lo, hi = 0.0, 1.0
+    scale = 255 / (hi - lo) if hi > lo else 0.0
+    return cv2.convertScaleAbs(values, alpha=scale, beta=-lo * scale)
+
+
+def working_size(grey: np.ndarray) -> np.ndarray:
+    """The image reduced (area-averaged) so that its longer side is at most WORK_SIDE."""
+    h, w = grey.shape
+    side = max(h, w)
+    if side <= WORK_SIDE:
+        return grey
+    scale = WORK_SIDE / side
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
