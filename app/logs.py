@@ -35,6 +35,10 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class BufferedHandler(logging.handlers.MemoryHandler):
+    """The ``app`` logger's handler: lines kept up to ``FLUSH_S``, warnings written at once."""
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -54,7 +58,7 @@ def configure_logging(fmt: str, level: str) -> None:
     the module's docstring), each stamped with its request id when it is logged."""
     logger = logging.getLogger("app")
     logger.setLevel(level.upper())
-    if any(getattr(h, "_tinyzoo", False) for h in logger.handlers):
+    if any(isinstance(h, BufferedHandler) for h in logger.handlers):
         return
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(
@@ -62,15 +66,10 @@ def configure_logging(fmt: str, level: str) -> None:
         if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )
-    handler = logging.handlers.MemoryHandler(BUFFERED, flushLevel=logging.WARNING, target=stream)
+    handler = BufferedHandler(BUFFERED, flushLevel=logging.WARNING, target=stream)
     handler.addFilter(RequestIdFilter())
-    handler._tinyzoo = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = False
-    # Record fields that no format here shows, each a lookup per line (the logging HOWTO's
-    # "Optimization" section): the caller's file and line, thread and process.
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def flush_logs() -> None:

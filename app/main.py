@@ -5,17 +5,15 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from app.api.deps import require_api_key
 from app.api.responses import problems
 from app.api.routes import char_rnn, demo, digits, health, models, names
-from app.imaging import silence_decoder_warnings
 from app.logs import configure_logging, flush_logs, flush_periodically
 from app.memory import trim_periodically
 from app.metrics import Metrics
@@ -40,7 +38,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_format, settings.log_level)
-        silence_decoder_warnings()
         try:
             runtime = await anyio.to_thread.run_sync(Runtime.build, settings)
         except CheckpointError as exc:
@@ -93,22 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     install_problem_handlers(app)
-    # The key check is attached only where a key is set: a dependency costs every request.
-    guarded: dict[str, Any] = (
-        {"dependencies": [Depends(require_api_key)], "responses": problems(401)}
-        if settings.api_key
-        else {}
-    )
     for router in (names.router, digits.router, char_rnn.router, models.router):
-        if guarded:
-            app.include_router(router, **guarded)
-        else:
-            _add_routes(app, router)
-    _add_routes(app, health.router)
-    _add_routes(app, demo.router)
-    # Routes are tried in order, a regular expression each: the inference routes go before the
-    # docs routes FastAPI adds first (no two routes here match the same path).
-    app.router.routes.sort(key=lambda route: getattr(route, "path", None) not in _HOT_PATHS)
+        app.include_router(router, dependencies=[Depends(require_api_key)], responses=problems(401))
+    app.include_router(health.router)
+    app.include_router(demo.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -120,20 +105,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(AccessMiddleware, metrics=metrics)
     return app
-
-
-_HOT_PATHS = {"/digit", "/classify-name", "/classify-name/batch"}
-
-
-def _add_routes(app: FastAPI, router: APIRouter) -> None:
-    """Serve a router's routes from the app's own route list.
-
-    ``include_router`` adds a router as one entry that FastAPI (0.16x) resolves on every request
-    through per-include contexts, about 20 us a ``/digit`` request. A router included with no
-    options adds nothing to its routes (their prefix, tags and dependencies are the router's
-    and already on them: the OpenAPI schema is the same), so its routes are added as they are.
-    """
-    app.router.routes.extend(router.routes)
 
 
 class _App:

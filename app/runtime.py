@@ -15,15 +15,12 @@ from app.errors import ModelUnavailable
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.services.char_rnn import CharModel
-from app.services.digits import DigitClassifier
+from app.services.digits import DigitService, Limits
 from app.services.names import NameClassifier
 from app.settings import Settings
 from models.device import resolve_device
 
 logger = logging.getLogger("app.runtime")
-TUNING_BATCH = 16
-"""The batch the digit nets' convolution kernels are chosen on (``app.convolution``): a layer
-moves to NNPACK only if it wins already at this size, as it does by more on larger batches."""
 
 
 @dataclass
@@ -32,7 +29,7 @@ class Runtime:
 
     settings: Settings
     registry: ModelRegistry
-    digits: dict[str, DigitClassifier] = field(default_factory=dict)
+    digits: dict[str, DigitService] = field(default_factory=dict)
     names: dict[str, NameClassifier] = field(default_factory=dict)
     chars: dict[str, CharModel] = field(default_factory=dict)
     batchers: dict[str, Batcher[object, list[float]]] = field(default_factory=dict)
@@ -51,10 +48,11 @@ class Runtime:
         runtime = cls(settings=settings, registry=ModelRegistry.load(settings.weights_dir, device))
         if settings.preprocess_threads:
             runtime.cpu_limiter = anyio.CapacityLimiter(settings.preprocess_threads)
+        limits = Limits(settings.max_image_pixels, settings.max_decoded_bytes)
         for name, checkpoint in runtime.registry.models.items():
             arch = checkpoint.card["architecture"]
             if arch in ("InceptionNet", "ResNet"):
-                runtime.digits[name] = DigitClassifier(checkpoint, device, fold=settings.fold)
+                runtime.digits[name] = DigitService(checkpoint, device, limits, fold=settings.fold)
             elif arch == "NameGRU":
                 runtime.names[name] = NameClassifier(checkpoint, device)
             elif arch == "CharRNN":
@@ -67,10 +65,6 @@ class Runtime:
         blank[8:20, 12:16] = 1.0
         for name, digit in self.digits.items():
             digit.predict_batch([blank, blank])
-            if self.settings.max_batch_size >= TUNING_BATCH:
-                nnpack = digit.tune(TUNING_BATCH)
-                if nnpack:
-                    logger.info("%s: NNPACK runs %s", name, ", ".join(nnpack))
             if digit.folded:
                 logger.info("%s: served folded into matrix products", name)
             self.registry.serving[name] = digit.serving()
@@ -82,7 +76,7 @@ class Runtime:
     def start_batchers(self, metrics: Metrics | None = None) -> None:
         """One bounded queue and worker per classifier (digits and names)."""
         s = self.settings
-        services: dict[str, DigitClassifier | NameClassifier] = {**self.digits, **self.names}
+        services: dict[str, DigitService | NameClassifier] = {**self.digits, **self.names}
         for name, service in services.items():
             batcher: Batcher[object, list[float]] = Batcher(
                 name,
@@ -96,6 +90,9 @@ class Runtime:
             )
             batcher.start()
             self.batchers[name] = batcher
+            if isinstance(service, DigitService):
+                service.batcher = batcher  # type: ignore[assignment]
+                service.cpu_limiter = self.cpu_limiter
             if metrics is not None:
                 metrics.queue_depth.labels(name).set_function(batcher.queue.qsize)
         if metrics is not None:
@@ -115,6 +112,12 @@ class Runtime:
         if name not in self.batchers:
             raise ModelUnavailable(f"model {name!r} is not loaded on this server")
         return self.batchers[name]
+
+    def digit_service(self, name: str) -> DigitService:
+        """A loaded digit net's service; 503 when that model is not served."""
+        if name not in self.digits:
+            raise ModelUnavailable(f"model {name!r} is not loaded on this server")
+        return self.digits[name]
 
     def char_model(self, name: str) -> CharModel:
         """A loaded character RNN; 503 when that model is not served."""

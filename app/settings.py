@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="deadline for one prediction")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="request body limit")
     max_image_pixels: int = Field(50_000_000, ge=1, description="decoded image size limit")
+    max_decoded_bytes: int = Field(
+        200 * 1024 * 1024,
+        ge=1024,
+        description="memory one decoded upload may take (width x height x channels x bytes "
+        "per sample), checked before decoding",
+    )
     max_generate_chars: int = Field(2000, ge=1, le=100_000)
     api_key: str | None = Field(None, description="when set, required as a Bearer token")
     cors_origins: list[str] = Field(default_factory=list)

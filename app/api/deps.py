@@ -1,10 +1,7 @@
-"""Checks shared by the routes, as FastAPI dependencies (``Annotated`` aliases) or plain calls.
+"""Checks shared by the routes, as FastAPI dependencies (``Annotated`` aliases).
 
 Dependencies are coroutines: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
-hop per dependency per request that costs more than the check itself. Even so, each one costs
-FastAPI (0.165) about 25 us a request to resolve, a tenth of what a ``/digit`` request costs in
-all besides the model, so the two inference routes call ``get_runtime`` directly in their
-bodies (``/digit`` checks its content type where it reads the body: ``app.api.uploads``).
+hop per dependency per request that costs more than the check itself.
 """
 
 import secrets
@@ -33,6 +30,16 @@ async def require_json(request: Request) -> None:
     ):
         raise UnsupportedMediaType(
             f"expected a JSON body with Content-Type: application/json, "
+            f"got {media_type or 'no Content-Type'!r}"
+        )
+
+
+async def require_multipart(request: Request) -> None:
+    """415 unless the body is ``multipart/form-data`` (checked before the body is parsed)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "multipart/form-data":
+        raise UnsupportedMediaType(
+            "expected multipart/form-data with the image in a field named 'file', "
             f"got {media_type or 'no Content-Type'!r}"
         )
 

@@ -3,7 +3,6 @@
 from typing import Any
 
 from pydantic import BaseModel, Field
-from starlette.responses import Response
 
 from app.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 
@@ -57,13 +56,3 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
             },
         }
     return out
-
-
-def json_response(model: BaseModel) -> Response:
-    """A response model sent as JSON as it is (fields that are None left out).
-
-    FastAPI would dump the model, validate the dump against the route's ``response_model`` and
-    serialise it again; the route keeps ``response_model`` for its OpenAPI schema.
-    """
-    body = model.__pydantic_serializer__.to_json(model, exclude_none=True)
-    return Response(body, media_type="application/json")

@@ -7,7 +7,7 @@ short function on OpenCV:
 
     polarity -> background -> contrast -> ink box -> thicken -> resize to 20 px -> centre
 
-An upload already in MNIST's form comes through unchanged: every step leaves it as it is.
+An upload already in MNIST's form comes through as it is (within 1/255).
 """
 
 import math
@@ -32,9 +32,10 @@ of a small digit in a photo is a few tenths of a percent of it, a speck far less
 BACKGROUND_SIDE = 64
 """Side the background is estimated at: lighting varies slowly, so 64 px follow a shadow across
 a page, and the morphology costs microseconds."""
-OPENING = 0.5
+OPENING = 0.15
 """Width of the opening that estimates an uneven background, as a share of the small image's
-longer side: wider than any stroke or filled loop, even of a thick pen."""
+longer side: wider than a pen's stroke where the digit fills the frame (a stroke is about an
+eighth of the digit's height), narrow enough to follow a shadow."""
 FLAT = 16
 """Spread (interquartile, of 255) of the border's pixels under which the paper is taken as evenly
 lit and one level is subtracted rather than a surface; a digit touching the border of a tight
@@ -46,13 +47,20 @@ MIN_CONTRAST = 15
 MIN_SNR = 3.0
 """Strokes must rise this many noise standard deviations above the noise floor."""
 FULL_STRENGTH = 0.9
-"""Strokes whose strong part reaches this share of the range above the paper are taken as at
-full strength already and not stretched (MNIST's own digits come through unchanged)."""
+"""Strokes whose strong part reaches this share of the range above the paper are at full
+strength: only their weaker pixels are scaled, the strongest going to 1 (MNIST's own digits
+come through within 1/255)."""
 MASK_LEVEL = 0.4
 """Share of full strength at which a pixel counts as part of a stroke for the ink box."""
 MIN_PART = 0.05
 """A separate mark joins the digit if it has this share of the largest stroke's ink (the
 detached bar of a 5 or a 7 does; dust does not)."""
+NEAR = 0.2
+"""Marks of any size within this share of the main stroke's size around its box are part of the
+digit (the pen lifted, or a faint join broken by the threshold)."""
+FAINT = 0.05
+"""Level above which a pixel near the digit widens its box: MNIST's faint stroke ends do, the
+ringing a JPEG leaves around strokes (a few percent) does not."""
 MIN_MASS = 4.0
 """Least total ink (in full-strength pixels) that is a digit rather than specks."""
 EDGE_LINE = 0.9
@@ -110,8 +118,8 @@ def contrast(x: np.ndarray, paper: np.ndarray | float) -> np.ndarray:
     strong = r[r >= max(lo, peak / 2)]
     hi = float(np.percentile(strong, 95))
     full = 255 - float(np.mean(paper))
-    if hi >= FULL_STRENGTH * full:  # ink already at full strength stays as it is
-        hi = full
+    if hi >= FULL_STRENGTH * full:  # strokes at full strength: only the weak ones are stretched
+        hi = peak
     if hi - lo < max(MIN_CONTRAST, MIN_SNR * noise):
         raise NoDigitFound(
             f"no digit found: nothing stands out from the background (contrast {hi - lo:.0f}/255)"
@@ -132,16 +140,31 @@ def ink_box(a: np.ndarray) -> tuple[int, int, int, int]:
     edge = ((bw >= EDGE_LINE * w) & (bh <= 0.1 * h)) | ((bh >= EDGE_LINE * h) & (bw <= 0.1 * w))
     edge &= (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
     area = np.where(edge, 0, area)
-    keep = area >= max(MIN_PART * area.max(), 1)
+    main = int(np.argmax(area))
+    reach = NEAR * max(bw[main], bh[main])
+    near = (
+        (x >= x[main] - reach)
+        & (x + bw <= x[main] + bw[main] + reach)
+        & (y >= y[main] - reach)
+        & (y + bh <= y[main] + bh[main] + reach)
+    )
+    keep = (area > 0) & (near | (area >= MIN_PART * area[main]))
     if not keep.any() or float(area[keep].sum()) < MIN_MASS:
         raise NoDigitFound("no digit found: only isolated specks, no strokes")
     top, left = int(y[keep].min()), int(x[keep].min())
     bottom, right = int((y + bh)[keep].max()), int((x + bw)[keep].max())
-    # Widen to the faint anti-aliased edges of the strokes, which MNIST's box includes.
-    y0, y1, x0, x1 = max(0, top - 2), min(h, bottom + 2), max(0, left - 2), min(w, right + 2)
-    inked = a[y0:y1, x0:x1] > 0
-    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
-    return y0 + int(rows[0]), y0 + int(rows[-1]) + 1, x0 + int(cols[0]), x0 + int(cols[-1]) + 1
+    # Widen to faint strokes nearby, then to the anti-aliased edges (MNIST's box has both).
+    for margin, level in ((max(2, math.ceil(reach)), FAINT), (2, 0.0)):
+        y0, y1 = max(0, top - margin), min(h, bottom + margin)
+        x0, x1 = max(0, left - margin), min(w, right + margin)
+        inked = a[y0:y1, x0:x1] > level
+        rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+        top, bottom = y0 + int(rows[0]), y0 + int(rows[-1]) + 1
+        left, right = x0 + int(cols[0]), x0 + int(cols[-1]) + 1
+    return top, bottom, left, right
+
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def stroke_width(a: np.ndarray) -> float:
@@ -149,7 +172,7 @@ def stroke_width(a: np.ndarray) -> float:
     so width ~ 2 x area / (area - eroded area)."""
     mask = (a > 0.5).astype(np.uint8)
     area = int(cv2.countNonZero(mask))
-    eroded = int(cv2.countNonZero(cv2.erode(mask, None, borderType=cv2.BORDER_CONSTANT)))
+    eroded = int(cv2.countNonZero(cv2.erode(mask, _CROSS, borderType=cv2.BORDER_CONSTANT)))
     return 2 * area / max(area - eroded, 1)
 
 

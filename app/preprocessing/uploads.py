@@ -46,7 +46,7 @@ BYTES_PER_SAMPLE = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "
 
 @dataclass(frozen=True)
 class Upload:
-    """An identified upload whose header has been read: format, size, Pillow mode, orientation."""
+    """An identified upload whose header has been read: format, size, Pillow mode, alpha."""
 
     data: bytes
     format: str
@@ -55,7 +55,6 @@ class Upload:
     mode: str
     bands: int
     transparent: bool
-    orientation: int
 
     @property
     def decoded_bytes(self) -> int:
@@ -82,11 +81,25 @@ def describe_unsupported(data: bytes) -> str | None:
             return kind
     if data[4:8] == b"ftyp":
         return "a HEIF/AVIF/MP4 file"
+    if name := _pillow_format(data[:16]):
+        return f"an image in {name} format"
     try:
         text = data[:1024].decode("utf-8")
     except UnicodeDecodeError:
         return None
     return "text" if all(c.isprintable() or c.isspace() for c in text) else None
+
+
+def _pillow_format(prefix: bytes) -> str | None:
+    """The name of another image format Pillow knows by these first bytes, if any."""
+    Image.init()
+    for name, (_, accept) in Image.OPEN.items():
+        try:
+            if accept is not None and accept(prefix) is True:
+                return name
+        except Exception:  # a plugin's check that cannot handle this prefix
+            continue
+    return None
 
 
 def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Upload:
@@ -111,7 +124,6 @@ def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Uplo
                 mode=image.mode,
                 bands=len(image.getbands()),
                 transparent="transparency" in info or "A" in image.getbands(),
-                orientation=int(image.getexif().get(0x0112, 1)) if fmt != "GIF" else 1,
             )
     except Exception as exc:  # Pillow's header parsers fail in many ways on malformed data
         raise UndecodableImage(f"the data looks like {fmt} but cannot be read: {exc}") from None
@@ -131,8 +143,11 @@ def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Uplo
     return upload
 
 
-_REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4))
-_REDUCED += ((2, cv2.IMREAD_REDUCED_GRAYSCALE_2),)
+_REDUCED = (
+    (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+    (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+)
 
 
 def _jpeg_flag(upload: Upload) -> int:
@@ -174,9 +189,18 @@ def decode(upload: Upload) -> np.ndarray:
         raise UndecodableImage(f"the {upload.format} data cannot be decoded: {exc}") from None
     if pixels is None or pixels.size == 0:
         raise UndecodableImage(f"the {upload.format} data cannot be decoded (truncated?)")
-    if flag == cv2.IMREAD_UNCHANGED and upload.orientation in _ORIENT:
-        pixels = np.ascontiguousarray(_ORIENT[upload.orientation](pixels))
+    if flag == cv2.IMREAD_UNCHANGED and (turn := _ORIENT.get(_orientation(upload))):
+        pixels = np.ascontiguousarray(turn(pixels))
     return pixels
+
+
+def _orientation(upload: Upload) -> int:
+    """The EXIF orientation tag, 1 (upright) when there is none or it cannot be read."""
+    try:
+        with Image.open(io.BytesIO(upload.data), formats=[upload.format]) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except Exception:  # EXIF is optional; a file whose EXIF is broken is read as stored
+        return 1
 
 
 def _flatten_alpha(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -238,3 +262,9 @@ def working_size(grey: np.ndarray) -> np.ndarray:
     scale = WORK_SIDE / side
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
+def grey_pixels(upload: Upload) -> np.ndarray:
+    """An opened upload decoded to 8-bit grey at working size: ``decode``, ``to_grey``,
+    ``working_size``."""
+    return working_size(to_grey(decode(upload)))

@@ -165,6 +165,8 @@ def _form(*parts: tuple[str, bytes], boundary: str = "b0undary", close: bool = T
     return body + (f"--{boundary}--\r\n".encode() if close else b"")
 
 
+# Starlette leaves the temporary file of a part cut off before its end to the garbage collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_malformed_multipart_bodies(client: httpx.AsyncClient) -> None:
     png = digit_png()
     form = {"content-type": "multipart/form-data; boundary=b0undary"}
@@ -177,19 +179,18 @@ async def test_malformed_multipart_bodies(client: httpx.AsyncClient) -> None:
     assert ok.status_code == 200, ok.text  # other fields are ignored
     unnamed = assert_problem(await post(_form(('filename="d.png"', png))), 400)
     assert "name" in unnamed["detail"]
-    cut = assert_problem(await post(_form(file, close=False)[:-40]), 400)
-    assert "closing boundary" in cut["detail"]
     no_boundary = {"content-type": "multipart/form-data"}
     assert "boundary" in assert_problem(await post(_form(file), no_boundary), 400)["detail"]
     assert_problem(await post(b"not a multipart body at all"), 400)
     long_boundary = {"content-type": "multipart/form-data; boundary=" + "b" * 300}
     assert_problem(await post(_form(file, boundary="b" * 300), long_boundary), 400)
     many = assert_problem(await post(_form(*[('name="x"', b"1")] * 40, file)), 400)
-    assert "parts" in many["detail"]
-    missing = assert_problem(await post(_form(('name="image"', png))), 422)
-    assert "'file'" in missing["detail"] and missing["errors"][0]["loc"] == ["body", "file"]
-    twice = assert_problem(await post(_form(file, file)), 422)
-    assert "2 parts" in twice["detail"]
+    assert "fields" in many["detail"]
+    twice = assert_problem(await post(_form(file, file)), 400)
+    assert "files" in twice["detail"]
+    for missing in (_form(('name="image"', png)), _form(file, close=False)[:-40]):
+        problem = assert_problem(await post(missing), 422)  # a cut-off part is not there
+        assert "file" in problem["detail"] and problem["errors"][0]["loc"] == ["body", "file"]
     await still_serving(client)
 
 

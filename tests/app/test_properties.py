@@ -9,10 +9,12 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from app.errors import InvalidInput, NoDigitFound, ServiceError
-from app.imaging import decode_image, to_mnist
+from app.preprocessing.digits import to_mnist
+from app.preprocessing.uploads import grey_pixels, open_upload
 from app.services.names import fold_name
 from models.text import normalize_name
 
+LIMITS = {"max_pixels": 50_000_000, "max_decoded_bytes": 200 * 1024 * 1024}
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
 
@@ -41,7 +43,7 @@ def test_fold_name_raises_only_invalid_input(text: str) -> None:
 @given(st.binary(max_size=2048))
 def test_decoding_arbitrary_bytes_raises_only_service_errors(data: bytes) -> None:
     try:
-        decode_image(data)
+        grey_pixels(open_upload(data, **LIMITS))
     except ServiceError as exc:
         assert 400 <= exc.status < 500
 
@@ -57,7 +59,7 @@ def test_preprocessing_any_image_gives_mnist_form_or_no_digit(
     buf = io.BytesIO()
     Image.fromarray(pixels).convert(mode).save(buf, format="PNG")
     try:
-        out = to_mnist(decode_image(buf.getvalue()))
+        out = to_mnist(grey_pixels(open_upload(buf.getvalue(), **LIMITS)))
     except NoDigitFound:
         return
     assert out.shape == (28, 28)

@@ -3,10 +3,10 @@
 import asyncio
 from typing import Final
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request
 
-from app.api.deps import RuntimeDep, client_gone, get_runtime, require_json
-from app.api.responses import json_response, problems
+from app.api.deps import RuntimeDep, client_gone, require_json
+from app.api.responses import problems
 from app.errors import InvalidInput, ServiceError
 from app.runtime import Runtime
 from app.schemas import (
@@ -40,10 +40,11 @@ async def _classify(
     response_model=ClassifyNameResponse,
     responses=problems(400, 413, 415, 422, 429, 503, 504),
 )
-async def classify_name(request: Request, body: ClassifyNameRequest) -> Response:
+async def classify_name(
+    request: Request, body: ClassifyNameRequest, runtime: RuntimeDep
+) -> ClassifyNameResponse:
     """Tell the likeliest countries of origin of a surname written in any script."""
-    runtime = get_runtime(request)  # not a dependency: see app.api.deps
-    return json_response(await _classify(request, runtime, fold_name(body.name), body.top_k))
+    return await _classify(request, runtime, fold_name(body.name), body.top_k)
 
 
 @router.post(
@@ -53,7 +54,7 @@ async def classify_name(request: Request, body: ClassifyNameRequest) -> Response
 )
 async def classify_names(
     request: Request, body: ClassifyNameBatchRequest, runtime: RuntimeDep
-) -> Response:
+) -> ClassifyNameBatchResponse:
     """Classify up to 256 surnames at once; results come back in input order."""
     runtime.batcher(MODEL)
     items, errors = [], []
@@ -70,4 +71,4 @@ async def classify_names(
     results = await asyncio.gather(
         *(_classify(request, runtime, item, body.top_k) for item in items)
     )
-    return json_response(ClassifyNameBatchResponse(model=MODEL, results=list(results)))
+    return ClassifyNameBatchResponse(model=MODEL, results=list(results))

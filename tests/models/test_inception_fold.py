@@ -1,21 +1,14 @@
 """The Inception net folded into matrix products computes what the net computes."""
 
-import io
-import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
-from app.folding import FoldedInception, fold_inception
-from app.settings import Settings
 from models.checkpoint import load_checkpoint
 from models.inception import InceptionNet, InceptionNetConfig
+from models.inception_fold import FoldedInception, FoldError, fold_inception
 from tests.conftest import WEIGHTS
 from training.data import load_mnist
 from training.digits import normalize
@@ -60,14 +53,11 @@ def test_folding_follows_the_config(config: InceptionNetConfig) -> None:
         torch.testing.assert_close(folded(images), net(images), rtol=1e-4, atol=1e-5)
 
 
-def test_a_net_not_affine_between_its_relus_is_not_folded(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_net_not_affine_between_its_relus_is_refused() -> None:
     net = _net()
     net.incept1.branch5x5_1 = nn.Sequential(net.incept1.branch5x5_1, nn.ReLU())
-    with caplog.at_level(logging.WARNING, logger="app.folding"):
-        assert fold_inception(net, torch.randn(4, 1, 28, 28)) is None
-    assert "layer by layer" in caplog.text
+    with pytest.raises(FoldError, match="differ"):
+        fold_inception(net, torch.randn(4, 1, 28, 28))
 
 
 def test_committed_inception_folded_predicts_every_mnist_test_digit_the_same(
@@ -85,36 +75,3 @@ def test_committed_inception_folded_predicts_every_mnist_test_digit_the_same(
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert torch.equal(got.argmax(1), expected.argmax(1))
     assert float((got.argmax(1) == test.labels).float().mean()) >= 0.993
-
-
-def _png(seed: int) -> bytes:
-    pixels = np.zeros((28, 28), np.uint8)
-    rng = np.random.default_rng(seed)
-    pixels[6:22, 10:18] = rng.integers(0, 256, (16, 8), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "PNG")
-    return out.getvalue()
-
-
-@pytest.mark.anyio
-async def test_service_folds_the_inception_net_and_answers_as_unfolded(
-    settings: Settings, make_client: Callable[[Settings], Any]
-) -> None:
-    answers = {}
-    for fold in (True, False):
-        async with make_client(settings.model_copy(update={"fold": fold})) as client:
-            cards = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
-            assert cards["digit-inception"]["folded"] is fold
-            assert cards["digit-resnet"]["folded"] is False
-            assert "folded" not in cards["name-gru"] or cards["name-gru"]["folded"] is False
-            answers[fold] = []
-            for seed in range(3):
-                response = await client.post(
-                    "/digit?model=digit-inception",
-                    files={"file": ("d.png", _png(seed), "image/png")},
-                )
-                assert response.status_code == 200, response.text
-                answers[fold].append(response.json())
-    for folded, plain in zip(answers[True], answers[False], strict=True):
-        assert folded["digit"] == plain["digit"]
-        assert folded["probability"] == pytest.approx(plain["probability"], abs=1e-5)
