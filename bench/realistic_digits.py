@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from app.imaging import decode_image, to_mnist, to_png
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.errors import NoDigitFound
-from app.imaging import decode_image, to_mnist, to_png
 from models.checkpoint import Checkpoint, load_checkpoint
 from training.data import default_data_dir, load_mnist
 

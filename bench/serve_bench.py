@@ -1,10 +1,15 @@
-"""``make bench``: throughput and latency of the service against its HTTP ceiling and a peer.
+"""``make bench``: throughput and latency of the service on real traffic, beside its peers.
 
 Starts each server pinned to one core (``taskset -c 0``) and drives it with ``wrk`` pinned to
-the other core, sweeping concurrency for ``POST /digit`` (both models, a PNG upload) and
-``POST /classify-name``. Servers: the service as shipped, the same service with batching off
-(``TINYZOO_MAX_BATCH_SIZE=1``), a bare FastAPI app reading the same requests (the ceiling),
-and LitServe serving the same digit checkpoint with its own batching (the peer). The
+the other core, for ``POST /digit`` with four classes of uploads, each cycling through many
+distinct files made from MNIST test digits (``bench.corpus``): scans (80-200 px PNG, grey and
+RGB: thick pens binarised at 16x16 and upscaled, and small tight crops), canvas drawings
+(280x280 PNG, both polarities), phone photos (JPEG, 3-12 MP, some EXIF-rotated) and MNIST-form
+28x28 PNGs; and ``POST /classify-name``. Servers: the service as shipped, the same with batching
+off (``TINYZOO_MAX_BATCH_SIZE=1``), a naive FastAPI server (model per request, a 15-line
+preprocessing: ``bench.naive_peer``), a bare FastAPI app reading the same requests (the
+ceiling), and LitServe running the service's own digit pipeline with its batching (the peer).
+The server's CPU time per request is read from ``/proc`` around each run. The
 servers compared on one core run side by side: all are started (each start-up timed alone) and
 paused, then each repeat resumes and sweeps every one of them in turn, so drift of a shared
 machine falls on all alike. Reports medians over repeats, startup time to ready and peak RSS,
@@ -13,7 +18,6 @@ and writes ``bench/RESULTS.md``.
 
 import argparse
 import contextlib
-import io
 import os
 import platform
 import re
@@ -29,21 +33,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from PIL import Image
 
 from app.memory import ALLOCATOR_ENV
-from training.data import default_data_dir, load_mnist
+from bench import corpus, cost
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK = ROOT / "bench" / "wrk"
-UPLOADS = 256
-"""Distinct MNIST test digits each digit cell cycles through (one image repeated would measure
-a warm cache, not the work)."""
+UPLOADS = {"scan": 256, "canvas": 256, "photo": 48, "mnist": 256}
+"""Distinct files each digit class cycles through (one image repeated would measure a warm
+cache, not the work); photos take a few seconds each to make."""
+EXTENSIONS = {"photo": "jpg"}
 ENDPOINTS = {
     # key: (path, wrk script, uploads)
-    "digit-inception": ("/digit?model=digit-inception", "digit.lua", "mnist"),
-    "digit-resnet": ("/digit?model=digit-resnet", "digit.lua", "mnist"),
-    "digit-resnet, reframed": ("/digit?model=digit-resnet", "digit.lua", "paper"),
+    "scan": ("/digit", "digit.lua", "scan"),
+    "canvas": ("/digit", "digit.lua", "canvas"),
+    "photo": ("/digit", "digit.lua", "photo"),
+    "mnist": ("/digit", "digit.lua", "mnist"),
+    "mnist, digit-inception": ("/digit?model=digit-inception", "digit.lua", "mnist"),
     "classify-name": ("/classify-name", "name.lua", ""),
 }
 
@@ -66,6 +72,7 @@ class Sample:
     p90: float
     p99: float
     errors: int
+    cpu_ms: float = 0.0  # server CPU time per answered request
 
 
 SETTLE_S = 0.5
@@ -102,7 +109,7 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
     proc = subprocess.Popen(
         ["taskset", "-c", server.cores, *[c.format(port=port) for c in server.command]],
         cwd=ROOT,
-        env={**os.environ, **server.env, "BENCH_PORT": str(port)},
+        env={**os.environ, **{k: v.format(port=port) for k, v in server.env.items()}},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, to pause and resume with its children
@@ -122,13 +129,22 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
 
 
 def inception_serving(server: Server, port: int) -> str:
-    """How a service server computes digit-inception: folded or layer by layer, and the layers
-    it chose to run through NNPACK at startup."""
+    """How a service server computes digit-inception: folded or layer by layer."""
     if server.ready_path != "/readyz":
         return "—"
     card = httpx.get(f"http://127.0.0.1:{port}/models/digit-inception", timeout=5).json()
-    nnpack = ", ".join(card.get("nnpack_layers", [])) or "none"
-    return f"{'folded' if card.get('folded') else 'layer by layer'}; NNPACK: {nnpack}"
+    return "folded" if card.get("folded") else "layer by layer"
+
+
+def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
+    """CPU time (user + system) the server and its children have used so far."""
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    total = 0
+    for pid in [str(proc.pid), *children.stdout.split()]:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
@@ -147,6 +163,7 @@ def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
 def run_wrk(
     url: str, script: str, concurrency: int, seconds: float, uploads: Path, cores: str = "1"
 ) -> Sample:
+    kind = uploads.name
     cmd = [
         "taskset",
         "-c",
@@ -162,26 +179,25 @@ def run_wrk(
         str(WRK / script),
         url,
     ]
-    env = {**os.environ, "BENCH_UPLOADS": str(uploads), "BENCH_COUNT": str(UPLOADS)}
+    env = {
+        **os.environ,
+        "BENCH_UPLOADS": str(uploads),
+        "BENCH_COUNT": str(UPLOADS.get(kind, 1)),
+        "BENCH_EXT": EXTENSIONS.get(kind, "png"),
+    }
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     return parse_wrk(out)
 
 
 def digit_uploads(folder: Path) -> Path:
-    """PNG uploads of the first ``UPLOADS`` MNIST test digits, two ways: ``mnist/`` as the 28x28
-    digits themselves (already in MNIST's form: they skip the reframing) and ``paper/`` as dark
-    ink on white at 56x56, as a small scan or canvas export would be, which take the
-    preprocessing's full path."""
-    images = load_mnist(default_data_dir(), "test").images[:UPLOADS].numpy()
-    for kind in ("mnist", "paper"):
+    """The uploads of each class, ``<class>/<i>.<ext>`` (``bench.corpus``): scans alternate
+    between thick binarised pens and small tight crops."""
+    for kind, count in UPLOADS.items():
         (folder / kind).mkdir(parents=True, exist_ok=True)
-    for i, pixels in enumerate(images):
-        digit = Image.fromarray(pixels)
-        paper = Image.fromarray(255 - pixels).resize((56, 56), Image.Resampling.BICUBIC)
-        for kind, image in (("mnist", digit), ("paper", paper)):
-            buf = io.BytesIO()
-            image.save(buf, format="PNG")
-            (folder / kind / f"{i}.png").write_bytes(buf.getvalue())
+        for i in range(count):
+            source = ("scan-thick", "scan-crop")[i % 2] if kind == "scan" else kind
+            upload = corpus.sample(source, i)
+            (folder / kind / f"{i}.{EXTENSIONS.get(kind, 'png')}").write_bytes(upload.data)
     return folder
 
 
@@ -202,6 +218,7 @@ def servers(python: str) -> list[Server]:
     # The service runs with the allocator settings it ships with (make serve, the image).
     service = {**one_core, **ALLOCATOR_ENV}
     paths = {key: path for key, (path, _, _) in ENDPOINTS.items()}
+    digit_classes = ("scan", "canvas", "photo", "mnist")
     out = [
         Server("service (shipped)", [*uvicorn, "app.main:app"], service, "/readyz", paths),
         Server(
@@ -209,28 +226,30 @@ def servers(python: str) -> list[Server]:
             [*uvicorn, "app.main:app"],
             {**service, "TINYZOO_MAX_BATCH_SIZE": "1"},
             "/readyz",
-            paths,
+            {k: paths[k] for k in ("scan", "mnist")},
+        ),
+        Server(
+            "naive FastAPI (model per request)",
+            [*uvicorn, "bench.naive_peer:app"],
+            one_core,
+            "/health",
+            {k: "/digit" for k in digit_classes},
         ),
         Server(
             "bare FastAPI (ceiling)",
             [*uvicorn, "bench.echo:app"],
             one_core,
             "/docs",
-            {
-                "digit-inception": "/digit",
-                "digit-resnet": "/digit",
-                "digit-resnet, reframed": "/digit",
-                "classify-name": "/classify-name",
-            },
+            {**{k: "/digit" for k in digit_classes}, "classify-name": "/classify-name"},
         ),
     ]
-    scaled = {k: paths[k] for k in ("digit-resnet", "classify-name")}
+    scaled = {k: paths[k] for k in ("scan", "classify-name")}
     for workers in (1, 2):
         out.append(
             Server(
                 f"service, {workers} worker{'s' if workers > 1 else ''} (2 cores, shared with wrk)",
-                [*uvicorn, "--workers", str(workers), "app.main:app"],
-                service,
+                [python, "-m", "app"],
+                {**service, "TINYZOO_WORKERS": str(workers), "TINYZOO_PORT": "{port}"},
                 "/readyz",
                 scaled,
                 cores="0,1",
@@ -244,9 +263,9 @@ def servers(python: str) -> list[Server]:
             Server(
                 "LitServe 64/5 ms (peer)",
                 [python, "-m", "bench.litserve_peer"],
-                {**one_core, "BENCH_MODEL": "digit-inception"},
+                {**one_core, "BENCH_MODEL": "digit-resnet"},
                 "/health",
-                {"digit-inception": "/predict"},
+                {"scan": "/predict", "mnist": "/predict"},
             )
         )
     except ImportError:
@@ -275,7 +294,11 @@ def _stop(proc: "subprocess.Popen[bytes]") -> None:
 
 
 def _sweep(
-    server: Server, port: int, args: argparse.Namespace, uploads: Path
+    server: Server,
+    proc: "subprocess.Popen[bytes]",
+    port: int,
+    args: argparse.Namespace,
+    uploads: Path,
 ) -> dict[tuple[str, str, int], Sample]:
     """One run of every endpoint and concurrency of one server."""
     out = {}
@@ -283,7 +306,10 @@ def _sweep(
         _, script, kind = ENDPOINTS[key]
         for c in args.concurrency:
             url = f"http://127.0.0.1:{port}{path}"
+            before = cpu_seconds(proc)
             sample = run_wrk(url, script, c, args.seconds, uploads / kind, server.client_cores)
+            answered = max(sample.rps * args.seconds, 1)
+            sample.cpu_ms = (cpu_seconds(proc) - before) / answered * 1000
             out[(server.name, key, c)] = sample
             # wrk leaves up to c requests in flight when it stops; let the server finish them
             # before the next run, whose first requests would otherwise queue behind them.
@@ -332,7 +358,7 @@ def measure_group(
                 continue
             try:
                 for _ in range(args.repeats):
-                    record(_sweep(server, port, args, uploads))
+                    record(_sweep(server, proc, port, args, uploads))
                 extras.append(
                     f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB"
                     f" | {computed[server.name]} |"
@@ -347,7 +373,7 @@ def measure_group(
                     _signal(proc, signal.SIGCONT)
                     time.sleep(0.5)
                     _warm_up(server, port, uploads)
-                    record(_sweep(server, port, args, uploads))
+                    record(_sweep(server, proc, port, args, uploads))
                     _signal(proc, signal.SIGSTOP)
             extras = [
                 f"| {server.name} | {ready_s:.2f} s | {peak_rss_mb(proc):.0f} MB"
@@ -362,12 +388,12 @@ def measure_group(
         med = Sample(
             *(
                 statistics.median(getattr(s, f) for s in cell)
-                for f in ("rps", "p50", "p90", "p99", "errors")
+                for f in ("rps", "p50", "p90", "p99", "errors", "cpu_ms")
             )
         )
         row = (
             f"| {name} | {key} | {c} | {med.rps:,.0f} | {med.p50:.1f} | "
-            f"{med.p90:.1f} | {med.p99:.1f} | {med.errors:.0f} |"
+            f"{med.p90:.1f} | {med.p99:.1f} | {med.errors:.0f} | {med.cpu_ms:.2f} |"
         )
         print(row, flush=True)
         rows.append(row)
@@ -377,8 +403,8 @@ def measure_group(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4)
-    parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
     rows: list[str] = []
@@ -394,10 +420,12 @@ def main() -> None:
             more_rows, more_extras = measure_group(group, args, uploads, side_by_side=side_by_side)
             rows += more_rows
             extras += more_extras
-    write_results(args, rows, extras)
+        write_results(args, rows, extras, uploads)
 
 
-def write_results(args: argparse.Namespace, rows: list[str], extras: list[str]) -> None:
+def write_results(
+    args: argparse.Namespace, rows: list[str], extras: list[str], uploads_dir: Path
+) -> None:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -415,13 +443,18 @@ def write_results(args: argparse.Namespace, rows: list[str], extras: list[str]) 
         f"Command: `{command}` ({args.repeats} runs of {args.seconds:g} s per cell, the one-core "
         "servers side by side; medians). Latencies in ms.",
         "",
-        "| server | endpoint | clients | req/s | p50 | p90 | p99 | errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server | uploads | clients | req/s | p50 | p90 | p99 | errors | CPU ms/req |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         "| server | start to ready | peak RSS | how digit-inception is computed |",
         "| --- | --- | --- | --- |",
         *extras,
+        "",
+        "In-process cost per upload on one core (medians; the model's share is a batch of 64 "
+        "divided by 64):",
+        "",
+        *cost.table(uploads_dir),
         "",
     ]
     args.out.write_text("\n".join(text))
