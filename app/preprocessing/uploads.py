@@ -36,10 +36,13 @@ NON_IMAGES: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "a ZIP archive"),
     (b"\x1f\x8b", "a gzip archive"),
 )
-WORK_SIDE = 320
-"""Longest side the steps after decoding work at. A digit that fills a tenth of a photo's width
-still spans 32 px there, more than the 20 px it is scaled to; larger images are reduced first
-(JPEGs while decoding, others right after)."""
+WORK_SIDE = 160
+"""Longest side the steps after decoding work at: eight times the digit's 20 px, for scans and
+drawings, where the digit fills most of the frame; larger images are reduced first."""
+PHOTO_SIDE = 320
+"""The same for photos (over PHOTO_OVER px), where the digit may fill only a tenth of the frame:
+it still spans 32 px here. Large JPEGs are reduced while decoding (libjpeg's DCT scaling)."""
+PHOTO_OVER = 1024
 BYTES_PER_SAMPLE = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I": 4, "F": 4}
 """Decoded bytes per channel value by Pillow mode; modes not listed hold 8-bit samples."""
 
@@ -152,10 +155,10 @@ _REDUCED = (
 
 def _jpeg_flag(upload: Upload) -> int:
     """Decode a large JPEG at 1/2, 1/4 or 1/8 scale (libjpeg scales in its DCT, far cheaper
-    than decoding in full), the largest reduction that keeps the longer side >= WORK_SIDE."""
+    than decoding in full), the largest reduction that keeps the longer side >= PHOTO_SIDE."""
     side = max(upload.width, upload.height)
     for factor, flag in _REDUCED:
-        if side // factor >= WORK_SIDE:
+        if side // factor >= PHOTO_SIDE:
             return flag
     return cv2.IMREAD_GRAYSCALE
 
@@ -207,15 +210,20 @@ def _flatten_alpha(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite grey+alpha onto a backdrop that contrasts with the strokes: where most of the
     image is opaque, transparent holes take the paper's level; a drawing on a transparent
     canvas goes onto white if its strokes are dark, black if they are light."""
-    opaque = alpha >= 128
-    share = float(np.count_nonzero(opaque)) / opaque.size
+    opaque = cv2.threshold(alpha, 127, 255, cv2.THRESH_BINARY)[1]
+    share = cv2.countNonZero(opaque) / opaque.size
     if share == 1.0:
         return grey
-    level = float(np.median(grey[opaque])) if share > 0 else 255.0
+    if share > 0:
+        hist = cv2.calcHist([grey], [0], opaque, [256], [0, 256]).ravel()
+        level = float(np.searchsorted(np.cumsum(hist), hist.sum() / 2))
+    else:
+        level = 255.0
     backdrop = round(level) if share > 0.5 else (255 if level < 128 else 0)
-    a = alpha.astype(np.float32) / 255
-    out = grey.astype(np.float32) * a + backdrop * (1 - a)
-    return out.astype(np.uint8)
+    # backdrop + (grey - backdrop) x alpha / 255, in integers
+    diff = grey.astype(np.int16) - backdrop
+    blended = backdrop + diff * alpha.astype(np.int16) // 255
+    return blended.astype(np.uint8)
 
 
 def to_grey(pixels: np.ndarray) -> np.ndarray:
@@ -253,13 +261,13 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(values, alpha=scale, beta=-lo * scale)
 
 
-def working_size(grey: np.ndarray) -> np.ndarray:
-    """The image reduced (area-averaged) so that its longer side is at most WORK_SIDE."""
+def working_size(grey: np.ndarray, limit: int = WORK_SIDE) -> np.ndarray:
+    """The image reduced (area-averaged) so that its longer side is at most ``limit``."""
     h, w = grey.shape
     side = max(h, w)
-    if side <= WORK_SIDE:
+    if side <= limit:
         return grey
-    scale = WORK_SIDE / side
+    scale = limit / side
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
@@ -267,4 +275,5 @@ def working_size(grey: np.ndarray) -> np.ndarray:
 def grey_pixels(upload: Upload) -> np.ndarray:
     """An opened upload decoded to 8-bit grey at working size: ``decode``, ``to_grey``,
     ``working_size``."""
-    return working_size(to_grey(decode(upload)))
+    photo = max(upload.width, upload.height) > PHOTO_OVER
+    return working_size(to_grey(decode(upload)), PHOTO_SIDE if photo else WORK_SIDE)
