@@ -17,9 +17,17 @@ COPY training ./training
 RUN pip install -c constraints.txt .
 
 FROM ${PYTHON_IMAGE}
+# `python -m app` (app/__main__.py) runs uvicorn with TINYZOO_WORKERS processes, each with its own
+# models and one torch thread: give the container as many CPUs (docker run --cpus 2) or change
+# both (-e TINYZOO_WORKERS=4). /metrics sums the workers. SIGTERM: 20 s to finish requests.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    TINYZOO_HOST=0.0.0.0 \
+    TINYZOO_PORT=8000 \
+    TINYZOO_WORKERS=2 \
+    TINYZOO_THREADS=1 \
+    TINYZOO_GRACEFUL_SHUTDOWN_S=20 \
     TINYZOO_WEIGHTS_DIR=/srv/weights \
     TINYZOO_LOG_FORMAT=json \
     MALLOC_ARENA_MAX=2 \
@@ -33,4 +41,4 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--no-access-log", "--timeout-graceful-shutdown", "20"]
+CMD ["python", "-m", "app"]

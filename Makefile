@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml constraints.txt
 # glibc settings that keep memory flat under load without slowing the models down: explained at
 # app.memory.ALLOCATOR_ENV, which bench/ and a test hold these to.
 MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=16777216
+# The launcher (app/__main__.py): uvicorn with TINYZOO_WORKERS processes (default 1).
 serve: install
-	$(MALLOC_ENV) $(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log
+	$(MALLOC_ENV) TINYZOO_HOST=$(HOST) TINYZOO_PORT=$(PORT) $(PY) -m app
 
 test: install browser
 	$(PY) -m ruff check .

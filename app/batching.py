@@ -59,6 +59,7 @@ class Batcher(Generic[In, Out]):
         timeout_s: float,
         on_batch: Callable[[str, int, float, float], None] | None = None,
         on_drop: Callable[[str, int], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0 or timeout_s <= 0:
             raise ValueError("max_batch_size and max_queue >= 1, max_wait_ms >= 0, timeout_s > 0")
@@ -69,6 +70,7 @@ class Batcher(Generic[In, Out]):
         self.timeout_s = timeout_s
         self.on_batch = on_batch
         self.on_drop = on_drop
+        self.on_depth = on_depth
         self.queue: asyncio.Queue[_Item[In, Out]] = asyncio.Queue(maxsize=max_queue)
         self.stats = BatchStats()
         self._worker: asyncio.Task[None] | None = None
@@ -106,6 +108,8 @@ class Batcher(Generic[In, Out]):
                 f"{self.name}: {self.depth} requests already queued; retry in {retry} s",
                 headers={"Retry-After": str(retry)},
             ) from None
+        if self.on_depth is not None:
+            self.on_depth(self.queue.qsize())
         # A timer rather than asyncio.wait_for, which wraps every request in a task of its own.
         # An expired or cancelled (client gone) future is skipped by the worker.
         timer = loop.call_later(self.timeout_s, self._expire, future)
@@ -165,7 +169,10 @@ class Batcher(Generic[In, Out]):
 
     async def _run(self) -> None:
         while True:
-            batch = self._live(await self._next_batch())
+            taken = await self._next_batch()
+            if self.on_depth is not None:
+                self.on_depth(self.queue.qsize())
+            batch = self._live(taken)
             if not batch:
                 continue
             started = time.perf_counter()

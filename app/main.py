@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if trimmer is not None:
                 trimmer.cancel()
             await runtime.stop()
+            metrics.close()
             gc.unfreeze()
             flusher.cancel()
             flush_logs()

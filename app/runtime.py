@@ -87,25 +87,23 @@ class Runtime:
                 timeout_s=s.request_timeout_s,
                 on_batch=metrics.observe_batch if metrics else None,
                 on_drop=metrics.observe_drop if metrics else None,
+                on_depth=metrics.queue_depth.labels(name).set if metrics else None,
             )
             batcher.start()
             self.batchers[name] = batcher
             if isinstance(service, DigitService):
                 service.batcher = batcher  # type: ignore[assignment]
                 service.cpu_limiter = self.cpu_limiter
-            if metrics is not None:
-                metrics.queue_depth.labels(name).set_function(batcher.queue.qsize)
         if metrics is not None:
             for name, checkpoint in self.registry.models.items():
                 card = checkpoint.card
-                metrics.model_info.labels(name).info(
-                    {
-                        "architecture": str(card["architecture"]),
-                        "parameters": str(card.get("num_parameters", "")),
-                        "device": str(self.registry.device),
-                        "weights_sha256": str(card["weights_sha256"])[:16],
-                    }
-                )
+                metrics.model_info.labels(
+                    model=name,
+                    architecture=str(card["architecture"]),
+                    parameters=str(card.get("num_parameters", "")),
+                    device=str(self.registry.device),
+                    weights_sha256=str(card["weights_sha256"])[:16],
+                ).set(1)
 
     def batcher(self, name: str) -> Batcher[object, list[float]]:
         """The batching queue of a loaded classifier; 503 when that model is not served."""

@@ -51,5 +51,15 @@ class Settings(BaseSettings):
         description="FastAPI's own OpenTelemetry traces, metrics and logs, sent to the providers "
         "the process configures (off: looking them up costs every request about 14 us)",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="server processes (python -m app), each with its own models and batchers",
+    )
+    host: str = Field("127.0.0.1", description="address python -m app listens on")
+    port: int = Field(8000, ge=0, le=65535, description="port python -m app listens on")
+    graceful_shutdown_s: int | None = Field(
+        None, ge=0, description="on SIGTERM, seconds left to requests in flight (default: no limit)"
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"

@@ -244,12 +244,15 @@ def servers(python: str) -> list[Server]:
         ),
     ]
     scaled = {k: paths[k] for k in ("scan", "classify-name")}
+    # The launcher, as make serve and the image run it (with 2 workers, metrics go through
+    # prometheus-client's multiprocess files).
+    launcher = ["env", "TINYZOO_HOST=127.0.0.1", "TINYZOO_PORT={port}", python, "-m", "app"]
     for workers in (1, 2):
         out.append(
             Server(
                 f"service, {workers} worker{'s' if workers > 1 else ''} (2 cores, shared with wrk)",
-                [python, "-m", "app"],
-                {**service, "TINYZOO_WORKERS": str(workers), "TINYZOO_PORT": "{port}"},
+                launcher,
+                {**service, "TINYZOO_WORKERS": str(workers)},
                 "/readyz",
                 scaled,
                 cores="0,1",

@@ -3,7 +3,8 @@
 Reads the Dockerfile, builds a fresh virtual environment with exactly its ``pip install`` steps
 (the one substitution: the CPU torch wheel comes from this machine's package source instead of
 ``$TORCH_INDEX``), copies the weights as the image does, starts exactly its ``CMD`` with its
-``ENV``, then checks ``/readyz``, one prediction per endpoint and a graceful SIGTERM.
+``ENV`` (on loopback and a free port instead of ``0.0.0.0:8000``), then checks ``/readyz``, one
+prediction per endpoint, ``/metrics`` counting them across the workers and a graceful SIGTERM.
 """
 
 import io
@@ -102,6 +103,13 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
         return exc.code, {}
 
 
+def _text(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return str(r.read().decode())
+
+
 def _post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, object]]:
     import urllib.request
 
@@ -145,11 +153,12 @@ def check(workdir: Path) -> None:
     env = {k: v.replace("/srv", str(srv)) for k, v in recipe.env.items()}
     env["PATH"] = f"{venv / 'bin'}:{os.environ['PATH']}"
     port = _port()
-    cmd = [c if c != str(recipe.expose[0]) else str(port) for c in recipe.cmd]
-    cmd = [c if c != "0.0.0.0" else "127.0.0.1" for c in cmd]
-    print("starting", shlex.join(cmd), flush=True)
+    # The image listens on 0.0.0.0:8000; here, on loopback and a free port.
+    env |= {"TINYZOO_HOST": "127.0.0.1", "TINYZOO_PORT": str(port)}
+    workers = env.get("TINYZOO_WORKERS", "1")
+    print("starting", shlex.join(recipe.cmd), f"({workers} workers)", flush=True)
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=srv, env={**os.environ, **env})
+    proc = subprocess.Popen(recipe.cmd, cwd=srv, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:
         while _try_ready(base) != 200:
@@ -180,6 +189,16 @@ def check(workdir: Path) -> None:
             assert status == 200, (name, status)
             print(f"{name}: {status} {json.dumps(payload)[:100]}", flush=True)
         assert results["transduce"][1]["output"] == "ohlol"
+        # A worker counts a request just after answering it: wait for the count once, then it
+        # is the same on every scrape (a fresh connection each), whichever worker answers.
+        counted = 'route="/classify-name",status="200"} 1.0'
+        deadline = time.perf_counter() + 10
+        while counted not in _text(f"{base}/metrics"):
+            assert time.perf_counter() < deadline, "/metrics never counted /classify-name"
+            time.sleep(0.1)
+        for _ in range(4):
+            assert counted in _text(f"{base}/metrics")
+        print("metrics: /classify-name counted once, on every scrape", flush=True)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
         assert code in (0, -signal.SIGTERM), code

@@ -55,6 +55,27 @@ async def test_batch_size_one_turns_batching_off() -> None:
     assert recorder.sizes == [1] * 5
 
 
+async def test_queue_depth_is_reported_as_inputs_arrive_and_leave() -> None:
+    recorder = Recorder()
+    depths: list[int] = []
+    batcher = Batcher(
+        "test",
+        recorder,
+        max_batch_size=8,
+        max_wait_ms=5.0,
+        max_queue=64,
+        timeout_s=5.0,
+        on_depth=depths.append,
+    )
+    submitted = [asyncio.ensure_future(batcher.submit(i)) for i in range(5)]
+    await asyncio.sleep(0)
+    assert depths == [1, 2, 3, 4, 5]
+    batcher.start()
+    await asyncio.gather(*submitted)
+    await batcher.stop()
+    assert depths[5:] == [0]  # all five taken as one batch
+
+
 async def test_full_queue_is_429_with_retry_after() -> None:
     recorder = Recorder()
     recorder.release.clear()

@@ -68,20 +68,17 @@ def _free_port() -> int:
 
 
 def _serve(weights: Path, port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "TINYZOO_WEIGHTS_DIR": str(weights), "TINYZOO_DEVICE": "cpu"}
+    """The launcher (``python -m app``) with one worker, as ``make serve`` runs it."""
+    env = {
+        **os.environ,
+        "TINYZOO_WEIGHTS_DIR": str(weights),
+        "TINYZOO_DEVICE": "cpu",
+        "TINYZOO_HOST": "127.0.0.1",
+        "TINYZOO_PORT": str(port),
+        "TINYZOO_GRACEFUL_SHUTDOWN_S": "20",
+    }
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--timeout-graceful-shutdown",
-            "20",
-        ],
+        [sys.executable, "-m", "app"],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.PIPE,

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from app.memory import ALLOCATOR_ENV
+from app.settings import Settings
 from deploy.container_check import local_install_args, parse_dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,9 +24,12 @@ def test_dockerfile_is_hadolint_clean() -> None:
 
 def test_dockerfile_serves_the_app_as_the_container_check_runs_it() -> None:
     recipe = parse_dockerfile()
-    assert recipe.cmd[:2] == ["uvicorn", "app.main:app"]
-    assert recipe.cmd[recipe.cmd.index("--host") + 1] == "0.0.0.0"
-    assert int(recipe.cmd[recipe.cmd.index("--port") + 1]) == recipe.expose[0] == 8000
+    assert recipe.cmd == ["python", "-m", "app"]
+    assert recipe.env["TINYZOO_HOST"] == "0.0.0.0"
+    assert int(recipe.env["TINYZOO_PORT"]) == recipe.expose[0] == 8000
+    assert int(recipe.env["TINYZOO_WORKERS"]) >= 2 and recipe.env["TINYZOO_THREADS"] == "1"
+    settings = {f"TINYZOO_{name.upper()}" for name in Settings.model_fields}
+    assert {k for k in recipe.env if k.startswith("TINYZOO_")} <= settings
     assert recipe.user.isdigit() and int(recipe.user) != 0
     assert "/readyz" in recipe.healthcheck and "curl" not in recipe.healthcheck
     assert ["weights", "/srv/weights"] in recipe.copies
@@ -64,6 +68,22 @@ def test_deployment_runs_locked_down_with_all_three_probes() -> None:
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert {"requests", "limits"} <= set(container["resources"])
     assert container["ports"][0]["containerPort"] == parse_dockerfile().expose[0]
+
+
+def _cores(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def test_deployment_runs_one_worker_per_cpu_and_drains_within_its_grace_period() -> None:
+    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {**parse_dockerfile().env, **{e["name"]: e["value"] for e in container["env"]}}
+    cpu = {k: _cores(v["cpu"]) for k, v in container["resources"].items()}
+    assert int(env["TINYZOO_WORKERS"]) == cpu["requests"] <= cpu["limits"]
+    assert env["TINYZOO_THREADS"] == "1"
+    stop_s = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert stop_s + int(env["TINYZOO_GRACEFUL_SHUTDOWN_S"]) < pod["terminationGracePeriodSeconds"]
 
 
 def test_the_image_the_deployment_and_make_serve_run_with_the_measured_allocator_settings() -> None:

@@ -1,7 +1,7 @@
 """Liveness and readiness."""
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import get_runtime
 from app.api.responses import problems
@@ -29,6 +29,5 @@ async def readyz(request: Request) -> Status:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "metrics"}},
 )
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: requests, latency, batch sizes, queue depth, model info."""
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text: requests, latency, batches, queues, models; summed over the workers."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
