@@ -37,9 +37,8 @@ OPENING = 0.15
 longer side: wider than a pen's stroke where the digit fills the frame (a stroke is about an
 eighth of the digit's height), narrow enough to follow a shadow."""
 FLAT = 16
-"""Spread (interquartile, of 255) of the border's pixels under which the paper is taken as evenly
-lit and one level is subtracted rather than a surface; a digit touching the border of a tight
-crop covers less than a quarter of it."""
+"""Width of the band of levels (of 255) that an evenly lit paper's border pixels fall in: a
+scanner's or camera's noise spans a few levels, a shadow or vignette many more."""
 NOISE_FLOOR = 4.0
 """Ink starts this many noise standard deviations above the background."""
 MIN_CONTRAST = 15
@@ -71,12 +70,17 @@ TARGET_STROKE = 2.2
 is thickened to about the second, MNIST's own (about 2 px at full strength)."""
 
 
+def _border(image: np.ndarray) -> np.ndarray:
+    """The image's outermost rows and columns, sorted."""
+    return np.sort(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]]))
+
+
 def ink_bright(grey: np.ndarray) -> np.ndarray:
     """Polarity: the image with its ink light on dark, inverted if the ink is darker than the
     paper. The paper is the level along the image's border; the ink is whichever extreme of
     the histogram lies further from it."""
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    paper = float(np.median(border))
+    border = _border(grey)
+    paper = float(border[border.size // 2])
     hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
     cumulative = np.cumsum(hist) / grey.size
     darkest = int(np.searchsorted(cumulative, TAIL))
@@ -85,14 +89,22 @@ def ink_bright(grey: np.ndarray) -> np.ndarray:
     return cv2.bitwise_not(grey) if dark else grey
 
 
-def background(x: np.ndarray) -> np.ndarray | float:
-    """The paper's level under an ink-bright image: the border's median when the border is
-    even (scans, screens, tight crops), else a smooth surface (a morphological opening at low
-    resolution, which follows shadows and gradients but not strokes)."""
-    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-    low, level, high = np.percentile(border, (25, 50, 75))
-    if high - low < FLAT:
-        return float(level)
+def background(x: np.ndarray, *, even: bool | None = None) -> np.ndarray | int:
+    """The paper's level under an ink-bright image: one level when the paper is evenly lit
+    (scans, screens, tight crops), else a smooth surface (a morphological opening at low
+    resolution, which follows shadows and gradients but not strokes).
+
+    The paper counts as even when at least half the border lies within FLAT levels of one
+    value (a digit touching the border of a tight crop covers less than half of it); ``even``
+    forces one reading."""
+    border = np.bincount(_border(x), minlength=256)
+    window = np.convolve(border, np.ones(FLAT, dtype=np.int64), mode="valid")  # 257 - FLAT
+    start = int(np.argmax(window))
+    if even is None:
+        even = window[start] >= border.sum() / 2
+    if even:
+        levels = border[start : start + FLAT]
+        return start + int(np.searchsorted(np.cumsum(levels), levels.sum() / 2))
     h, w = x.shape
     scale = min(1.0, BACKGROUND_SIDE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -101,22 +113,33 @@ def background(x: np.ndarray) -> np.ndarray | float:
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     surface = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
     surface = cv2.blur(surface, (k, k), borderType=cv2.BORDER_REPLICATE)
-    return cv2.resize(surface, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    return cv2.resize(surface, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def contrast(x: np.ndarray, paper: np.ndarray | float) -> np.ndarray:
+_LEVELS = np.arange(-255, 256, dtype=np.float64)
+"""Every possible difference between a pixel and the paper under it."""
+
+
+def contrast(x: np.ndarray, paper: np.ndarray | int) -> np.ndarray:
     """Ink above the paper as float32 in [0, 1]: the noise floor goes to 0 and the strong
     strokes to 1. The noise is read from the pixels darker than the paper. Raises NoDigitFound
-    for a blank, flat or noisy image."""
-    r = x.astype(np.float32) - paper
-    below = r[r < 0]
-    noise = float(np.sqrt(np.mean(np.square(below)))) if below.size else 0.0
+    for a blank, flat or noisy image.
+
+    The residual (pixel - paper) takes 511 integer values, so its statistics come from one
+    histogram and the result from one table lookup."""
+    r = x.astype(np.int16) - (paper.astype(np.int16) if isinstance(paper, np.ndarray) else paper)
+    r += 255  # 0..510
+    hist = np.bincount(r.ravel(), minlength=_LEVELS.size).astype(np.float64)
+    below = hist[:255]
+    count = below.sum()
+    noise = float(np.sqrt(below @ np.square(_LEVELS[:255]) / count)) if count else 0.0
     lo = NOISE_FLOOR * noise
-    peak = float(r.max())
+    peak = float(_LEVELS[np.flatnonzero(hist)[-1]])
     if peak <= lo + MIN_CONTRAST:
         raise NoDigitFound("no digit found: the image is blank, one flat or noisy colour")
-    strong = r[r >= max(lo, peak / 2)]
-    hi = float(np.percentile(strong, 95))
+    strong = np.where(_LEVELS >= max(lo, peak / 2), hist, 0.0)
+    cumulative = np.cumsum(strong)
+    hi = float(_LEVELS[np.searchsorted(cumulative, 0.95 * cumulative[-1])])
     full = 255 - float(np.mean(paper))
     if hi >= FULL_STRENGTH * full:  # strokes at full strength: only the weak ones are stretched
         hi = peak
@@ -124,7 +147,8 @@ def contrast(x: np.ndarray, paper: np.ndarray | float) -> np.ndarray:
         raise NoDigitFound(
             f"no digit found: nothing stands out from the background (contrast {hi - lo:.0f}/255)"
         )
-    out: np.ndarray = np.clip((r - lo) / (hi - lo), 0, 1)
+    table = np.clip((_LEVELS - lo) / (hi - lo), 0, 1).astype(np.float32)
+    out: np.ndarray = table[r]
     return out
 
 
@@ -215,9 +239,22 @@ def centre(a: np.ndarray) -> np.ndarray:
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:
     """An 8-bit greyscale image as a float32 28 x 28 array in [0, 1], ink bright, boxed and
-    centred as MNIST's digits are. Raises NoDigitFound when it holds no strokes."""
+    centred as MNIST's digits are. Raises NoDigitFound when it holds no strokes.
+
+    When the likelier reading of the paper (even or uneven) finds no digit, the other is tried:
+    a tight crop's strokes can cover most of its border, a vignette can look even."""
     x = ink_bright(grey)
-    a = contrast(x, background(x))
-    top, bottom, left, right = ink_box(a)
+    paper = background(x)
+    try:
+        a = contrast(x, paper)
+        box = ink_box(a)
+    except NoDigitFound as first:
+        other = background(x, even=isinstance(paper, np.ndarray))
+        try:
+            a = contrast(x, other)
+            box = ink_box(a)
+        except NoDigitFound:
+            raise first from None
+    top, bottom, left, right = box
     digit = a[top:bottom, left:right]
     return centre(resize(thicken(digit)))

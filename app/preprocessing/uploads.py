@@ -197,8 +197,16 @@ def decode(upload: Upload) -> np.ndarray:
     return pixels
 
 
+EXIF_MARKERS = {"PNG": b"eXIf", "WEBP": b"EXIF", "TIFF": b""}
+"""How EXIF shows in each format that can carry it beside transparency or deep samples (a PNG's
+eXIf chunk may follow its pixels, so Pillow reads the whole file to find it)."""
+
+
 def _orientation(upload: Upload) -> int:
     """The EXIF orientation tag, 1 (upright) when there is none or it cannot be read."""
+    marker = EXIF_MARKERS.get(upload.format)
+    if marker is None or marker not in upload.data:
+        return 1
     try:
         with Image.open(io.BytesIO(upload.data), formats=[upload.format]) as image:
             return int(image.getexif().get(0x0112, 1))
@@ -242,8 +250,10 @@ def to_grey(pixels: np.ndarray) -> np.ndarray:
         return pixels[:, :, 0]
     if channels == 2:
         return _flatten_alpha(pixels[:, :, 0], pixels[:, :, 1])
-    grey = cv2.cvtColor(pixels[:, :, :3], cv2.COLOR_BGR2GRAY)
-    return _flatten_alpha(grey, pixels[:, :, 3]) if channels == 4 else grey
+    if channels == 3:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(pixels[:, :, :4], cv2.COLOR_BGRA2GRAY)
+    return _flatten_alpha(grey, pixels[:, :, 3])
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
