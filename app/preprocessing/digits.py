@@ -137,7 +137,7 @@ def contrast(x: np.ndarray, paper: np.ndarray | int) -> np.ndarray:
     peak = float(_LEVELS[np.flatnonzero(hist)[-1]])
     if peak <= lo + MIN_CONTRAST:
         raise NoDigitFound("no digit found: the image is blank, one flat or noisy colour")
-    strong = np.where(_LEVELS >= max(lo, peak / 2), hist, 0.0)
+    strong = np.where(max(lo, peak / 2) <= _LEVELS, hist, 0.0)
     cumulative = np.cumsum(strong)
     hi = float(_LEVELS[np.searchsorted(cumulative, 0.95 * cumulative[-1])])
     full = 255 - float(np.mean(paper))
@@ -152,6 +152,12 @@ def contrast(x: np.ndarray, paper: np.ndarray | int) -> np.ndarray:
     return out
 
 
+def _edge_line(x: int, y: int, bw: int, bh: int, w: int, h: int) -> bool:
+    """Whether a mark is a thin line along the image's edge (the paper's or a frame's)."""
+    long_thin = (bw >= EDGE_LINE * w and bh <= 0.1 * h) or (bh >= EDGE_LINE * h and bw <= 0.1 * w)
+    return long_thin and (x == 0 or y == 0 or x + bw == w or y + bh == h)
+
+
 def ink_box(a: np.ndarray) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the digit: the strokes' connected components, joined by
     marks with a real share of the ink, without specks or thin lines along the paper's edges."""
@@ -160,23 +166,30 @@ def ink_box(a: np.ndarray) -> tuple[int, int, int, int]:
     if count <= 1:
         raise NoDigitFound("no digit found: only faint marks, no strokes")
     h, w = a.shape
-    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
-    edge = ((bw >= EDGE_LINE * w) & (bh <= 0.1 * h)) | ((bh >= EDGE_LINE * h) & (bw <= 0.1 * w))
-    edge &= (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
-    area = np.where(edge, 0, area)
-    main = int(np.argmax(area))
-    reach = NEAR * max(bw[main], bh[main])
-    near = (
-        (x >= x[main] - reach)
-        & (x + bw <= x[main] + bw[main] + reach)
-        & (y >= y[main] - reach)
-        & (y + bh <= y[main] + bh[main] + reach)
-    )
-    keep = (area > 0) & (near | (area >= MIN_PART * area[main]))
-    if not keep.any() or float(area[keep].sum()) < MIN_MASS:
+    marks = [  # (left, top, right, bottom, area): a few, so plain Python is quickest
+        (x, y, x + bw, y + bh, area)
+        for x, y, bw, bh, area in stats[1:].tolist()
+        if not _edge_line(x, y, bw, bh, w, h)
+    ]
+    if not marks:
+        raise NoDigitFound("no digit found: only lines along the edges, no strokes")
+    main = max(marks, key=lambda m: m[4])
+    reach = NEAR * max(main[2] - main[0], main[3] - main[1])
+    kept = [
+        m
+        for m in marks
+        if m[4] >= MIN_PART * main[4]
+        or (
+            m[0] >= main[0] - reach
+            and m[1] >= main[1] - reach
+            and m[2] <= main[2] + reach
+            and m[3] <= main[3] + reach
+        )
+    ]
+    if sum(m[4] for m in kept) < MIN_MASS:
         raise NoDigitFound("no digit found: only isolated specks, no strokes")
-    top, left = int(y[keep].min()), int(x[keep].min())
-    bottom, right = int((y + bh)[keep].max()), int((x + bw)[keep].max())
+    left, top = min(m[0] for m in kept), min(m[1] for m in kept)
+    right, bottom = max(m[2] for m in kept), max(m[3] for m in kept)
     # Widen to faint strokes nearby, then to the anti-aliased edges (MNIST's box has both).
     for margin, level in ((max(2, math.ceil(reach)), FAINT), (2, 0.0)):
         y0, y1 = max(0, top - margin), min(h, bottom + margin)
