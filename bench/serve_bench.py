@@ -109,7 +109,11 @@ def start(server: Server, port: int) -> tuple[subprocess.Popen[bytes], float]:
     proc = subprocess.Popen(
         ["taskset", "-c", server.cores, *[c.format(port=port) for c in server.command]],
         cwd=ROOT,
-        env={**os.environ, **{k: v.format(port=port) for k, v in server.env.items()}},
+        env={
+            **os.environ,
+            **{k: v.format(port=port) for k, v in server.env.items()},
+            "BENCH_PORT": str(port),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, to pause and resume with its children
