@@ -29,7 +29,14 @@ from app.services.char_rnn import CharModel
 from app.services.common import Answer
 from app.services.digits import DigitService
 from app.services.names import fold_name
-from app.services.protocol import Encoded, InferCall, Output, Tensor, encode_response
+from app.services.protocol import (
+    Encoded,
+    InferCall,
+    Output,
+    Tensor,
+    encode_response,
+    parse_request,
+)
 
 PLATFORM: Final = "pytorch"
 FIELD: Final = 28
@@ -83,10 +90,16 @@ def metadata(runtime: Runtime, name: str, version: str | None) -> ModelMetadata:
 
 
 async def infer(
-    runtime: Runtime, name: str, version: str | None, call: InferCall, gone: Gone
+    runtime: Runtime,
+    name: str,
+    version: str | None,
+    body: bytes,
+    header_length: int | None,
+    gone: Gone,
 ) -> Encoded:
-    """Run a request through the model's service and encode the outputs asked for."""
+    """Parse a request, run it through the model's service, encode the outputs asked for."""
     served_version(runtime, name, version)
+    call = parse_request(body, header_length)
     service = runtime.services()[name]
     if isinstance(service, DigitService):
         answers = await _digits(service, _one_input(call, name, ("image", "pixels")), gone)

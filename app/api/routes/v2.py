@@ -25,7 +25,7 @@ from app.schemas_v2 import (
     UnloadResponse,
 )
 from app.services import open_inference, repository
-from app.services.protocol import HEADER_LENGTH, parse_request
+from app.services.protocol import HEADER_LENGTH
 
 TAGS: Final[list[str | Any]] = ["open inference protocol v2"]
 EXTENSIONS: Final = ["binary_tensor_data", "classification", "model_repository"]
@@ -139,8 +139,8 @@ async def infer(
     name: str, request: Request, runtime: RuntimeDep, header_length: HeaderLength = None
 ) -> Response:
     """Run the model on the request's tensors; binary and classification extensions."""
-    call = parse_request(await request.body(), header_length)
-    out = await open_inference.infer(runtime, name, None, call, client_gone(request))
+    body = await request.body()
+    out = await open_inference.infer(runtime, name, None, body, header_length, client_gone(request))
     return Response(out.body, media_type=out.media_type, headers=out.headers)
 
 
@@ -158,8 +158,9 @@ async def infer_version(
     header_length: HeaderLength = None,
 ) -> Response:
     """Run the model, if it serves that version, on the request's tensors."""
-    call = parse_request(await request.body(), header_length)
-    out = await open_inference.infer(runtime, name, version, call, client_gone(request))
+    body = await request.body()
+    gone = client_gone(request)
+    out = await open_inference.infer(runtime, name, version, body, header_length, gone)
     return Response(out.body, media_type=out.media_type, headers=out.headers)
 
 
