@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from app.errors import ServiceError
 from app.schemas_v2 import ProtocolError
@@ -53,6 +54,9 @@ class ProtocolRoute(APIRoute):
                 return await handler(request)
             except ServiceError as exc:
                 return protocol_error(exc.status, exc.detail, exc.headers)
+            except HTTPException as exc:  # FastAPI's own: a body that is not JSON
+                headers = dict(exc.headers) if exc.headers else None
+                return protocol_error(exc.status_code, str(exc.detail), headers)
             except RequestValidationError as exc:
                 parts = [
                     f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"

@@ -164,7 +164,7 @@ async def infer_version(
     return Response(out.body, media_type=out.media_type, headers=out.headers)
 
 
-@admin.post("/index", response_model=list[RepositoryModel], responses=protocol_errors(503))
+@admin.post("/index", response_model=list[RepositoryModel], responses=protocol_errors(400, 503))
 async def repository_index(
     runtime: RuntimeDep, body: Annotated[RepositoryIndexRequest | None, Body()] = None
 ) -> list[RepositoryModel]:
@@ -188,7 +188,7 @@ async def load_model(
 @admin.post(
     "/models/{name}/unload",
     response_model=UnloadResponse,
-    responses=protocol_errors(404, 409, 503),
+    responses=protocol_errors(400, 404, 409, 503),
 )
 async def unload_model(
     name: str, runtime: RuntimeDep, body: Annotated[UnloadRequest | None, Body()] = None
