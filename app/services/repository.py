@@ -82,7 +82,8 @@ async def load(runtime: Runtime, name: str, version: str | None) -> LoadResponse
             _count(runtime, name, "refused")
             keeps = f"; version {previous} keeps serving" if previous else ""
             logger.warning("%s: refused a version: %s", name, exc)
-            raise VersionRefused(f"{name}: {exc}{keeps}") from None
+            where = f"{runtime.registry.weights_dir}/"
+            raise VersionRefused(f"{str(exc).replace(where, '')}{keeps}") from None
         runtime.install(name, chosen, checkpoint, service)
     _count(runtime, name, "loaded")
     logger.info("%s: serving version %s (was %s)", name, chosen, previous)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from app.settings import Settings
-from models import ResNet, ResNetConfig
+from models import InceptionNet, InceptionNetConfig, ResNet, ResNetConfig
 from models.checkpoint import CARD_FILE, CheckpointError, save_checkpoint
 from tests.app.conftest import write_tiny_weights
 
@@ -34,19 +34,27 @@ def png() -> bytes:
     return buf.getvalue()
 
 
-def add_version(root: Path, version: str, seed: int, *, corrupt: bool = False, nan: bool = False):
-    """Write ``digit-resnet/<version>/``: new random weights with the served card's meaning."""
-    card = json.loads((root / MODEL / CARD_FILE).read_text())
+def add_version(
+    root: Path,
+    version: str,
+    seed: int,
+    *,
+    corrupt: bool = False,
+    nan: bool = False,
+    model: str = MODEL,
+) -> None:
+    """Write ``<model>/<version>/``: new random weights with the served card's meaning."""
+    card = json.loads((root / model / CARD_FILE).read_text())
     for key in ("weights_sha256", "num_parameters"):
         card.pop(key)
     torch.manual_seed(seed)
-    net = ResNet(ResNetConfig())
+    net = ResNet(ResNetConfig()) if model == MODEL else InceptionNet(InceptionNetConfig())
     if nan:
         with torch.no_grad():
             net.fc.weight.fill_(float("nan"))
-    save_checkpoint(root / MODEL / version, net, card)
+    save_checkpoint(root / model / version, net, card)
     if corrupt:
-        weights = root / MODEL / version / "model.safetensors"
+        weights = root / model / version / "model.safetensors"
         data = bytearray(weights.read_bytes())
         data[-8:] = b"\x00" * 8
         weights.write_bytes(bytes(data))
@@ -263,6 +271,35 @@ async def test_swaps_under_eight_clients_fail_no_request(
     # One answer per version for the one image: each version's net answered under its name.
     assert all(len(probs) == 1 for probs in by_version.values()), by_version
     assert len({next(iter(p)) for p in by_version.values()}) == len(by_version)
+
+
+def rss_bytes() -> int:
+    """This process's resident set size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+async def test_rss_after_20_reloads_stays_within_10_percent(
+    make_client: Callable[..., Any], admin_settings: Settings, weights: Path
+) -> None:
+    """Each reload builds a net (the Inception one folded into its matrices) and drops the old
+    one: 20 reloads of each digit model leave the process no bigger than 10 % more."""
+    async with make_client(admin_settings) as client:
+        for model in (MODEL, "digit-inception"):
+            add_version(weights, "2", seed=2, model=model)
+        await digit(client)
+        before = rss_bytes()
+        for i in range(20):
+            for model in (MODEL, "digit-inception"):
+                body = {"parameters": {"version": str(1 + i % 2)}}
+                url = f"/v2/repository/models/{model}/load"
+                response = await client.post(url, json=body, headers=ADMIN)
+                assert response.status_code == 200, response.text
+            await digit(client)
+        after = rss_bytes()
+    assert after <= before * 1.10, (before, after)
 
 
 def next_swap(swaps: list[tuple[float, str]], when: float) -> float:
