@@ -29,6 +29,8 @@ FLAT_VERSION: Final = "1"
 POINTER_FILE: Final = "model.json"
 """``{"default_version": "2"}``: the version served at startup (default: the newest)."""
 VERSION_NAME: Final = re.compile(r"^[1-9][0-9]{0,8}$")
+MODEL_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""A model folder's name: never a path (``..``, ``a/b``) that would leave the repository."""
 FAMILIES: Final = {"InceptionNet": "digits", "ResNet": "digits", "NameGRU": "names"}
 """Architectures that can stand in for each other (same service, same inputs)."""
 SAME_MEANING: Final = ("task", "labels", "vocabulary")
@@ -126,7 +128,8 @@ class ModelRegistry:
         against its card and, when ``replacing``, against the served version's card. Nothing
         served changes. NotFound for an unknown model or version; CheckpointError for a bad one."""
         model_dir = self.weights_dir / name
-        versions = model_versions(model_dir) if model_dir.is_dir() else {}
+        known = MODEL_NAME.match(name) and model_dir.is_dir()
+        versions = model_versions(model_dir) if known else {}
         if not versions:
             raise NotFound(f"no model named {name!r} in the repository")
         if version is None and replacing:

@@ -103,6 +103,7 @@ async def under_load(client: httpx.AsyncClient, root: Path, pngs: list[bytes]) -
     tasks = [asyncio.create_task(typed(i)) for i in range(6)]
     tasks += [asyncio.create_task(protocol(i)) for i in range(6, 8)]
     swaps: list[tuple[float, str]] = []
+    loads: list[float] = []
     refused: list[str] = []
     for body in (
         {"parameters": {"version": "2"}},
@@ -111,6 +112,7 @@ async def under_load(client: httpx.AsyncClient, root: Path, pngs: list[bytes]) -
         {"parameters": {"version": "2"}},
     ):
         await asyncio.sleep(1.0)
+        loads.append(time.perf_counter())
         if body == "corrupt":
             add_version(root, "4", 0.01, corrupt=True)
             r = await client.post(f"/v2/repository/models/{MODEL}/load", headers=ADMIN)
@@ -123,8 +125,8 @@ async def under_load(client: httpx.AsyncClient, root: Path, pngs: list[bytes]) -
     await asyncio.gather(*tasks)
     failed = sum(1 for _, status, _ in log if status != 200)
     stale = 0
-    for n, (when, version) in enumerate(swaps):
-        until = swaps[n + 1][0] if n + 1 < len(swaps) else float("inf")
+    for when, version in swaps:
+        until = min((t for t in loads if t > when), default=float("inf"))
         stale += sum(1 for sent, _, v in log if when < sent < until and v != version)
     print(f"8 clients, 3 loads ({' -> '.join(v for _, v in swaps)}) and a corrupted version:")
     print(

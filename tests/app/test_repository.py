@@ -144,6 +144,10 @@ async def test_index_load_rollback_and_refusals(
         assert (await digit(client))["predictions"] == before["predictions"]
         missing = await load(client, {"parameters": {"version": "9"}})
         assert missing.status_code == 404
+        outside = await client.post("/v2/repository/models/../load", headers=ADMIN)
+        assert outside.status_code == 404
+        outside = await client.post("/v2/repository/models/%2E%2E/load", headers=ADMIN)
+        assert outside.status_code == 404
         assert (
             'tinyzoo_model_loads_total{model="digit-resnet",outcome="refused"} 2.0'
             in (await client.get("/metrics")).text
@@ -238,17 +242,21 @@ async def test_swaps_under_eight_clients_fail_no_request(
         clients = [asyncio.create_task(typed_client(client)) for _ in range(6)]
         clients += [asyncio.create_task(protocol_client(client)) for _ in range(2)]
         swaps: list[tuple[float, str]] = []
+        loads: list[float] = []  # when each load was asked for
         await asyncio.sleep(0.3)
         for body, expected in ((None, "3"), ({"parameters": {"version": "2"}}, "2")):
+            loads.append(time.perf_counter())
             response = await load(client, body)
             assert response.json()["version"] == expected
             swaps.append((time.perf_counter(), expected))
             await asyncio.sleep(0.3)
         add_version(weights, "4", seed=4, corrupt=True)
+        loads.append(time.perf_counter())
         refused = await load(client)
         assert refused.status_code == 400
         assert "sha256 mismatch" in refused.json()["error"]
         await asyncio.sleep(0.3)
+        loads.append(time.perf_counter())
         response = await load(client, {"parameters": {"version": "3"}})
         swaps.append((time.perf_counter(), "3"))
         await asyncio.sleep(0.3)
@@ -258,7 +266,9 @@ async def test_swaps_under_eight_clients_fail_no_request(
     assert len(log) > 100
     assert [entry for entry in log if entry[2] != 200] == []
     for when, version in swaps:
-        after = [e for e in log if e[0] > when and (e[0] < next_swap(swaps, when))]
+        # Sent after this swap, before the next load was asked for.
+        until = min((t for t in loads if t > when), default=float("inf"))
+        after = [e for e in log if when < e[0] < until]
         assert after, "no request was sent after a swap"
         assert {e[3].removeprefix("v2:") for e in after} == {version}
         # Answered by the old version after the swap: at most the batch that was running.
@@ -300,8 +310,3 @@ async def test_rss_after_20_reloads_stays_within_10_percent(
             await digit(client)
         after = rss_bytes()
     assert after <= before * 1.10, (before, after)
-
-
-def next_swap(swaps: list[tuple[float, str]], when: float) -> float:
-    later = [t for t, _ in swaps if t > when]
-    return min(later) if later else float("inf")
