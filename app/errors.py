@@ -39,8 +39,22 @@ class Unauthorized(ServiceError):
     status, slug, title = 401, "unauthorized", "Missing or invalid API key"
 
 
+class Forbidden(ServiceError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
 class NotFound(ServiceError):
     status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(ServiceError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class VersionRefused(BadRequest):
+    """A model version that failed its checks on load; the served version keeps serving."""
+
+    slug, title = "version-refused", "Model version refused"
 
 
 class PayloadTooLarge(ServiceError):

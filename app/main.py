@@ -11,9 +11,10 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
-from app.api.deps import require_api_key
+from app.api.deps import require_admin_key, require_api_key
+from app.api.protocol import protocol_errors
 from app.api.responses import problems
-from app.api.routes import char_rnn, demo, digits, health, models, names
+from app.api.routes import char_rnn, demo, digits, health, models, names, v2
 from app.logs import configure_logging, flush_logs, flush_periodically
 from app.memory import trim_periodically
 from app.metrics import Metrics
@@ -25,8 +26,10 @@ from models.checkpoint import CheckpointError
 
 logger = logging.getLogger("app")
 DESCRIPTION = """Typed inference over the classic PyTorch course networks: handwritten digits
-(Inception and ResNet), surname -> country (bidirectional GRU) and character RNNs.
-Every error is `application/problem+json` (RFC 9457)."""
+(Inception and ResNet), surname -> country (bidirectional GRU) and character RNNs; the same
+models over the Open Inference Protocol v2 (KServe v2 / Triton HTTP) under `/v2`.
+Every error is `application/problem+json` (RFC 9457), except on `/v2`, where it is the
+protocol's `{"error": "..."}`."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -93,7 +96,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for router in (names.router, digits.router, char_rnn.router, models.router):
         app.include_router(router, dependencies=[Depends(require_api_key)], responses=problems(401))
+    app.include_router(
+        v2.router, dependencies=[Depends(require_api_key)], responses=protocol_errors(401)
+    )
     app.include_router(health.router)
+    app.include_router(v2.health)
+    app.include_router(
+        v2.admin, dependencies=[Depends(require_admin_key)], responses=protocol_errors(401, 403)
+    )
     app.include_router(demo.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

@@ -84,10 +84,16 @@ class Metrics:
         # The series an Info would expose (``tinyzoo_model_info{...} 1``, labels in its order).
         self.model_info = Gauge(
             "tinyzoo_model_info",
-            "served models",
-            ["architecture", "parameters", "device", "weights_sha256", "model"],
+            "served models: 1 for the version each model serves, 0 for one it served before",
+            ["architecture", "parameters", "device", "weights_sha256", "model", "version"],
             registry=r,
             multiprocess_mode="livemax",
+        )
+        self.model_loads = Counter(
+            "tinyzoo_model_loads",
+            "model versions loaded through the repository routes, by outcome",
+            ["model", "outcome"],
+            registry=r,
         )
 
     def observe_drop(self, model: str, count: int) -> None:

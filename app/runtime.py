@@ -2,8 +2,10 @@
 
 import asyncio
 import logging
+import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -15,97 +17,222 @@ from app.errors import ModelUnavailable
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.services.char_rnn import CharModel
+from app.services.common import Answer
 from app.services.digits import DigitService, Limits
 from app.services.names import NameClassifier
 from app.settings import Settings
+from models.checkpoint import Checkpoint
 from models.device import resolve_device
 
 logger = logging.getLogger("app.runtime")
+Service = DigitService | NameClassifier | CharModel
+Classifier = DigitService | NameClassifier
+PROBE_NAMES = ["Smith", "Nguyen"]
+
+
+def probe_digits() -> list[np.ndarray]:
+    """Two 28 x 28 inputs with a vertical stroke: a digit net's warm-up and probe batch."""
+    stroke = np.zeros((28, 28), dtype=np.float32)
+    stroke[8:20, 12:16] = 1.0
+    return [stroke, stroke]
 
 
 @dataclass
 class Runtime:
-    """Everything the routes need, built once at startup and kept on ``app.state``."""
+    """Everything the routes need, built once at startup and kept on ``app.state``.
+
+    Each classifier has one batcher for the life of the app; the service it runs, and the
+    version that answers, are swapped in between batches by ``install``.
+    """
 
     settings: Settings
     registry: ModelRegistry
     digits: dict[str, DigitService] = field(default_factory=dict)
     names: dict[str, NameClassifier] = field(default_factory=dict)
     chars: dict[str, CharModel] = field(default_factory=dict)
-    batchers: dict[str, Batcher[object, list[float]]] = field(default_factory=dict)
+    batchers: dict[str, Batcher[object, Answer]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     cpu_limiter: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1)
     )
+    metrics: Metrics | None = None
+    running: dict[str, int] = field(default_factory=dict)
+    """Batches each classifier is computing right now (0 or 1)."""
+    repository_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a version loads or a model unloads: one change to what is served at a time."""
     ready: bool = False
 
     @classmethod
     def build(cls, settings: Settings) -> "Runtime":
-        """Load every checkpoint onto the configured device and wrap it in its service."""
+        """Load every model's default version onto the configured device, in its service."""
         if settings.threads:
             torch.set_num_threads(settings.threads)
         device = resolve_device(settings.device)
         runtime = cls(settings=settings, registry=ModelRegistry.load(settings.weights_dir, device))
         if settings.preprocess_threads:
             runtime.cpu_limiter = anyio.CapacityLimiter(settings.preprocess_threads)
-        limits = Limits(settings.max_image_pixels, settings.max_decoded_bytes)
         for name, checkpoint in runtime.registry.models.items():
-            arch = checkpoint.card["architecture"]
-            if arch in ("InceptionNet", "ResNet"):
-                runtime.digits[name] = DigitService(checkpoint, device, limits, fold=settings.fold)
-            elif arch == "NameGRU":
-                runtime.names[name] = NameClassifier(checkpoint, device)
-            elif arch == "CharRNN":
-                runtime.chars[name] = CharModel(checkpoint, device)
+            runtime.serve(name, runtime.make_service(checkpoint))
         return runtime
 
+    def make_service(self, checkpoint: Checkpoint) -> Service:
+        """The service for a checkpoint, by its architecture (the Inception net folded, checked)."""
+        arch = checkpoint.card["architecture"]
+        device = self.registry.device
+        if arch in ("InceptionNet", "ResNet"):
+            s = self.settings
+            limits = Limits(s.max_image_pixels, s.max_decoded_bytes)
+            return DigitService(checkpoint, device, limits, fold=s.fold)
+        if arch == "NameGRU":
+            return NameClassifier(checkpoint, device)
+        return CharModel(checkpoint, device)
+
+    @staticmethod
+    def check(service: Service) -> None:
+        """Run a probe batch through a service (which also warms it); ValueError unless every
+        answer is a finite probability distribution of the right width."""
+        if isinstance(service, CharModel):
+            steps = service.transduce(service.vocab[0] * 2)
+            rows = [[step.probability] for step in steps]
+            width = 1
+        else:
+            if isinstance(service, DigitService):
+                rows = service.predict_batch(probe_digits())
+            else:
+                rows = service.predict_batch(PROBE_NAMES)
+            width = len(service.labels)
+        for row in rows:
+            if len(row) != width or not all(math.isfinite(p) and 0 <= p <= 1 for p in row):
+                raise ValueError(f"the probe batch gave {row[:4]}..., not probabilities")
+            if width > 1 and abs(sum(row) - 1) > 1e-3:
+                raise ValueError(f"the probe batch's probabilities sum to {sum(row):.4f}, not 1")
+
     def warm(self) -> None:
-        """One forward pass per model, so the first request pays no lazy initialisation."""
-        blank = np.zeros((28, 28), dtype=np.float32)
-        blank[8:20, 12:16] = 1.0
-        for name, digit in self.digits.items():
-            digit.predict_batch([blank, blank])
-            if digit.folded:
+        """One probe batch per model, so the first request pays no lazy initialisation."""
+        for name, service in self.services().items():
+            self.check(service)
+            if isinstance(service, DigitService) and service.folded:
                 logger.info("%s: served folded into matrix products", name)
-            self.registry.serving[name] = digit.serving()
-        for names in self.names.values():
-            names.predict_batch(["Smith", "Nguyen"])
-        for char in self.chars.values():
-            char.transduce(char.vocab[0] * 2)
+
+    def services(self) -> dict[str, Service]:
+        return {**self.digits, **self.names, **self.chars}
+
+    def serve(self, name: str, service: Service) -> None:
+        if isinstance(service, DigitService):
+            self.digits[name] = service
+            self.registry.serving[name] = service.serving()
+        elif isinstance(service, NameClassifier):
+            self.names[name] = service
+        else:
+            self.chars[name] = service
 
     def start_batchers(self, metrics: Metrics | None = None) -> None:
         """One bounded queue and worker per classifier (digits and names)."""
-        s = self.settings
-        services: dict[str, DigitService | NameClassifier] = {**self.digits, **self.names}
-        for name, service in services.items():
-            batcher: Batcher[object, list[float]] = Batcher(
-                name,
-                service.predict_batch,  # type: ignore[arg-type]
-                max_batch_size=s.max_batch_size,
-                max_wait_ms=s.max_wait_ms,
-                max_queue=s.max_queue,
-                timeout_s=s.request_timeout_s,
-                on_batch=metrics.observe_batch if metrics else None,
-                on_drop=metrics.observe_drop if metrics else None,
-                on_depth=metrics.queue_depth.labels(name).set if metrics else None,
-            )
-            batcher.start()
-            self.batchers[name] = batcher
-            if isinstance(service, DigitService):
-                service.batcher = batcher  # type: ignore[assignment]
-                service.cpu_limiter = self.cpu_limiter
-        if metrics is not None:
-            for name, checkpoint in self.registry.models.items():
-                card = checkpoint.card
-                metrics.model_info.labels(
-                    model=name,
-                    architecture=str(card["architecture"]),
-                    parameters=str(card.get("num_parameters", "")),
-                    device=str(self.registry.device),
-                    weights_sha256=str(card["weights_sha256"])[:16],
-                ).set(1)
+        self.metrics = metrics
+        classifiers: dict[str, Classifier] = {**self.digits, **self.names}
+        for name, service in classifiers.items():
+            self._start_batcher(name, service)
+        for name in self.registry.models:
+            self._set_model_info(name, 1)
 
-    def batcher(self, name: str) -> Batcher[object, list[float]]:
+    def _predictor(
+        self, service: Classifier, version: str
+    ) -> Callable[[Sequence[object]], list[Answer]]:
+        name = service.checkpoint.name
+
+        def predict(inputs: Sequence[object]) -> list[Answer]:
+            self.running[name] = self.running.get(name, 0) + 1
+            try:
+                probs = service.predict_batch(inputs)  # type: ignore[arg-type]
+            finally:
+                self.running[name] -= 1
+            return [Answer(p, version) for p in probs]
+
+        return predict
+
+    def _start_batcher(self, name: str, service: Classifier) -> Batcher[object, Answer]:
+        s, metrics = self.settings, self.metrics
+        batcher: Batcher[object, Answer] = Batcher(
+            name,
+            self._predictor(service, self.registry.versions[name]),
+            max_batch_size=s.max_batch_size,
+            max_wait_ms=s.max_wait_ms,
+            max_queue=s.max_queue,
+            timeout_s=s.request_timeout_s,
+            on_batch=metrics.observe_batch if metrics else None,
+            on_drop=metrics.observe_drop if metrics else None,
+            on_depth=metrics.queue_depth.labels(name).set if metrics else None,
+        )
+        batcher.start()
+        self.batchers[name] = batcher
+        if isinstance(service, DigitService):
+            service.batcher = batcher  # type: ignore[assignment]
+            service.cpu_limiter = self.cpu_limiter
+        return batcher
+
+    def install(self, name: str, version: str, checkpoint: Checkpoint, service: Service) -> None:
+        """Serve a loaded, checked version from now on. Called on the event loop, so nothing
+        runs between its assignments: the batcher's next batch runs the new net, a batch already
+        running finishes on the old one, and no request sees a half-made swap."""
+        if name in self.registry.models:
+            self._set_model_info(name, 0)
+        self.registry.models[name] = checkpoint
+        self.registry.versions[name] = version
+        self.serve(name, service)
+        if not isinstance(service, CharModel):
+            batcher = self.batchers.get(name)
+            if batcher is None:
+                self._start_batcher(name, service)
+            else:
+                batcher.predict_batch = self._predictor(service, version)
+                if isinstance(service, DigitService):
+                    service.batcher = batcher  # type: ignore[assignment]
+                    service.cpu_limiter = self.cpu_limiter
+        self._set_model_info(name, 1)
+
+    async def remove(self, name: str) -> str:
+        """Stop serving a model: new requests get 503, queued ones are answered first."""
+        self._set_model_info(name, 0)
+        version = self.registry.versions.pop(name)
+        self.registry.models.pop(name)
+        self.registry.serving.pop(name, None)
+        digit = self.digits.pop(name, None)
+        self.names.pop(name, None)
+        self.chars.pop(name, None)
+        if digit is not None:
+            digit.batcher = None
+        batcher = self.batchers.pop(name, None)
+        if batcher is not None:
+            await self._drain(batcher)
+            await batcher.stop()
+        return version
+
+    async def _drain(self, batcher: Batcher[object, Answer]) -> None:
+        """Wait until the queue is empty and the batch being gathered, if any, has run."""
+        deadline = time.perf_counter() + self.settings.request_timeout_s
+        before = -1
+        while time.perf_counter() < deadline:
+            done = batcher.stats.items + batcher.stats.dropped
+            idle = batcher.depth == 0 and not self.running.get(batcher.name)
+            if idle and done == before:
+                return
+            before = done
+            await asyncio.sleep(self.settings.max_wait_ms / 1000 + 0.05)
+
+    def _set_model_info(self, name: str, value: int) -> None:
+        if self.metrics is None or name not in self.registry.models:
+            return
+        card = self.registry.models[name].card
+        self.metrics.model_info.labels(
+            model=name,
+            architecture=str(card["architecture"]),
+            parameters=str(card.get("num_parameters", "")),
+            device=str(self.registry.device),
+            weights_sha256=str(card["weights_sha256"])[:16],
+            version=self.registry.versions[name],
+        ).set(value)
+
+    def batcher(self, name: str) -> Batcher[object, Answer]:
         """The batching queue of a loaded classifier; 503 when that model is not served."""
         if name not in self.batchers:
             raise ModelUnavailable(f"model {name!r} is not loaded on this server")

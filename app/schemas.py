@@ -42,6 +42,7 @@ class ClassifyNameResponse(BaseModel):
                     "name": "Papadópoulos",
                     "normalized": "Papadopoulos",
                     "model": "name-gru",
+                    "version": "1",
                     "predictions": [
                         {"label": "Greek", "probability": 0.98},
                         {"label": "Russian", "probability": 0.012},
@@ -54,6 +55,7 @@ class ClassifyNameResponse(BaseModel):
     name: str
     normalized: str = Field(description="the folded form the model saw")
     model: NameModel
+    version: str = Field(description="the model version that answered")
     predictions: list[Prediction] = Field(description="best first")
 
 
@@ -80,6 +82,7 @@ class DigitResponse(BaseModel):
                     "digit": 7,
                     "probability": 0.998,
                     "model": "digit-resnet",
+                    "version": "1",
                     "predictions": [
                         {"label": "7", "probability": 0.998},
                         {"label": "1", "probability": 0.001},
@@ -92,6 +95,7 @@ class DigitResponse(BaseModel):
     digit: int = Field(ge=0, le=9)
     probability: float
     model: DigitModel
+    version: str = Field(description="the model version that answered")
     predictions: list[Prediction]
     image: str | None = Field(
         None, description="with debug=true: the 28x28 input the model saw, as a PNG data URL"
@@ -183,6 +187,7 @@ class ModelInfo(BaseModel):
     task: str
     architecture: str
     device: str
+    version: str = Field(description="the version served (weights/<model>/<version>/)")
     num_parameters: int
     metrics: dict[str, Any] = Field(default_factory=dict)
     folded: bool = Field(

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     )
     max_generate_chars: int = Field(2000, ge=1, le=100_000)
     api_key: str | None = Field(None, description="when set, required as a Bearer token")
+    admin_key: str | None = Field(
+        None,
+        description="when set, the model repository routes (/v2/repository/...) take it as a "
+        "Bearer token; unset, they answer 403",
+    )
     cors_origins: list[str] = Field(default_factory=list)
     docs_enabled: bool = True
     memory_trim_s: float = Field(

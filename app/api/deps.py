@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.errors import NotReady, Unauthorized, UnsupportedMediaType
+from app.errors import Forbidden, NotReady, Unauthorized, UnsupportedMediaType
 from app.runtime import Runtime
 
 
@@ -74,3 +74,19 @@ async def _runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+
+
+async def require_admin_key(request: Request) -> None:
+    """The repository routes: ``Authorization: Bearer <admin key>`` (401), and 403 when the
+    server has no admin key (``TINYZOO_ADMIN_KEY``), so that they are off unless turned on."""
+    expected = request.app.state.settings.admin_key
+    if not expected:
+        raise Forbidden("the model repository routes are off: this server has no admin key set")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise Unauthorized(
+            "the model repository routes need the admin key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

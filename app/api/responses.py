@@ -21,7 +21,9 @@ class Problem(BaseModel):
 _EXAMPLES = {
     400: ("bad-request", "Bad request", "the request body could not be parsed"),
     401: ("unauthorized", "Missing or invalid API key", "this server needs an API key"),
+    403: ("forbidden", "Forbidden", "the model repository routes are off: no admin key is set"),
     404: ("not-found", "Not found", "no model named 'x'"),
+    409: ("conflict", "Conflict", "this server runs 2 worker processes"),
     413: (
         "payload-too-large",
         "Request body too large",

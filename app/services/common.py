@@ -1,8 +1,17 @@
 """Helpers shared by the classifiers."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from app.schemas import Prediction
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One input's class probabilities and the model version that computed them."""
+
+    probs: list[float]
+    version: str
 
 
 def top_predictions(probs: Sequence[float], labels: list[str], k: int) -> list[Prediction]:

@@ -23,7 +23,7 @@ from app.batching import Batcher
 from app.errors import ModelUnavailable
 from app.preprocessing import digits, uploads
 from app.schemas import DigitResponse
-from app.services.common import top_predictions
+from app.services.common import Answer, top_predictions
 from models import InceptionNet
 from models.checkpoint import Checkpoint
 from models.inception_fold import FoldError, fold_inception
@@ -79,7 +79,7 @@ class DigitService:
         pre = checkpoint.card["preprocessing"]
         self.mean, self.std = float(pre["mean"]), float(pre["std"])
         self.labels: list[str] = list(checkpoint.card["labels"])
-        self.batcher: Batcher[np.ndarray, list[float]] | None = None
+        self.batcher: Batcher[np.ndarray, Answer] | None = None
         self.cpu_limiter: anyio.CapacityLimiter | None = None
 
     @property
@@ -119,20 +119,33 @@ class DigitService:
             probs: list[list[float]] = F.softmax(logits.float(), dim=1).tolist()
             return probs
 
-    def encode(
-        self, probs: list[float], top_k: int, image: np.ndarray | None = None
-    ) -> DigitResponse:
+    def encode(self, answer: Answer, top_k: int, image: np.ndarray | None = None) -> DigitResponse:
         """Probabilities -> the response: the best digit first, and the input if asked for."""
-        predictions = top_predictions(probs, self.labels, top_k)
+        predictions = top_predictions(answer.probs, self.labels, top_k)
         return DigitResponse(
             digit=int(predictions[0].label),
             probability=predictions[0].probability,
             model=self.name,
+            version=answer.version,
             predictions=predictions,
             image=None
             if image is None
             else "data:image/png;base64," + base64.b64encode(to_png(image)).decode(),
         )
+
+    async def prepare_upload(self, data: bytes) -> np.ndarray:
+        """``open``, ``decode`` and ``preprocess`` one upload: on the event loop when small,
+        in a worker thread when large."""
+        upload = self.open(data)
+        if upload.width * upload.height <= INLINE_PIXELS:
+            return self.prepare(upload)
+        return await anyio.to_thread.run_sync(self.prepare, upload, limiter=self.cpu_limiter)
+
+    async def predict(self, image: np.ndarray, gone: Callable[[], bool] | None = None) -> Answer:
+        """One prepared 28 x 28 input through the batcher, run by the version served now."""
+        if self.batcher is None:
+            raise ModelUnavailable(f"model {self.name!r} is not started on this server")
+        return await self.batcher.submit(image, gone)
 
     async def classify(
         self,
@@ -145,10 +158,6 @@ class DigitService:
         """One upload through decode, preprocess, the batcher and encode."""
         if self.batcher is None:
             raise ModelUnavailable(f"model {self.name!r} is not started on this server")
-        upload = self.open(data)
-        if upload.width * upload.height <= INLINE_PIXELS:
-            image = self.prepare(upload)
-        else:
-            image = await anyio.to_thread.run_sync(self.prepare, upload, limiter=self.cpu_limiter)
-        probs = await self.batcher.submit(image, gone)
-        return self.encode(probs, top_k, image if debug else None)
+        image = await self.prepare_upload(data)
+        answer = await self.predict(image, gone)
+        return self.encode(answer, top_k, image if debug else None)

@@ -25,13 +25,14 @@ MODEL: Final = "name-gru"
 async def _classify(
     request: Request, runtime: Runtime, item: NameInput, top_k: int
 ) -> ClassifyNameResponse:
-    probs = await runtime.batcher(MODEL).submit(item.normalized, client_gone(request))
+    answer = await runtime.batcher(MODEL).submit(item.normalized, client_gone(request))
     labels = runtime.names[MODEL].labels
     return ClassifyNameResponse(
         name=item.name,
         normalized=item.normalized,
         model=MODEL,
-        predictions=top_predictions(probs, labels, top_k),
+        version=answer.version,
+        predictions=top_predictions(answer.probs, labels, top_k),
     )
 
 
