@@ -47,10 +47,10 @@ ENDPOINTS = {
     # key: (path, wrk script, uploads)
     "scan": ("/digit", "digit.lua", "scan"),
     "canvas": ("/digit", "digit.lua", "canvas"),
-    "photo": ("/digit", "digit.lua", "photo"),
     "mnist": ("/digit", "digit.lua", "mnist"),
     "mnist, digit-inception": ("/digit?model=digit-inception", "digit.lua", "mnist"),
     "classify-name": ("/classify-name", "name.lua", ""),
+    "photo": ("/digit", "digit.lua", "photo"),
 }
 
 
@@ -318,20 +318,31 @@ def _sweep(
             answered = max(sample.rps * args.seconds, 1)
             sample.cpu_ms = (cpu_seconds(proc) - before) / answered * 1000
             out[(server.name, key, c)] = sample
-            # wrk leaves up to c requests in flight when it stops; let the server finish them
-            # before the next run, whose first requests would otherwise queue behind them.
-            time.sleep(SETTLE_S)
+            settle(proc)
     return out
 
 
-def _warm_up(server: Server, port: int, uploads: Path) -> None:
+def settle(proc: "subprocess.Popen[bytes]", limit_s: float = 60) -> None:
+    """Wait until the server is idle: ``wrk`` leaves up to its concurrency of requests in flight
+    when it stops (a server behind on 64 photos needs seconds), and the next run's first
+    requests would otherwise queue behind them."""
+    deadline = time.perf_counter() + limit_s
+    time.sleep(SETTLE_S)
+    while time.perf_counter() < deadline:
+        before = cpu_seconds(proc)
+        time.sleep(0.2)
+        if cpu_seconds(proc) - before < 0.02:  # under a tenth of a core
+            return
+
+
+def _warm_up(server: Server, proc: "subprocess.Popen[bytes]", port: int, uploads: Path) -> None:
     """A second of one client on the server's first endpoint, not recorded: a server resumed
     after a pause in which the others ran starts with cold caches, which showed as a slow first
     cell (concurrency 1) of its sweep."""
     key, path = next(iter(server.endpoints.items()))
     _, script, kind = ENDPOINTS[key]
     run_wrk(f"http://127.0.0.1:{port}{path}", script, 1, 1, uploads / kind, server.client_cores)
-    time.sleep(SETTLE_S)
+    settle(proc)
 
 
 def measure_group(
@@ -379,7 +390,7 @@ def measure_group(
                 for server, proc, port, _ in started[turn:] + started[:turn]:
                     _signal(proc, signal.SIGCONT)
                     time.sleep(0.5)
-                    _warm_up(server, port, uploads)
+                    _warm_up(server, proc, port, uploads)
                     record(_sweep(server, proc, port, args, uploads))
                     _signal(proc, signal.SIGSTOP)
             extras = [

@@ -242,6 +242,8 @@ def centre(a: np.ndarray) -> np.ndarray:
     """Place the digit in a 28 x 28 field with its centre of mass at MNIST's (14, 14)."""
     h, w = a.shape
     m = cv2.moments(a)
+    if m["m00"] <= 0:  # faint marks that vanished in scaling
+        raise NoDigitFound("no digit found: only faint marks, no strokes")
     cy, cx = m["m01"] / m["m00"], m["m10"] / m["m00"]
     oy = min(max(math.floor(CENTRE - cy + 0.5), 0), FIELD - h)
     ox = min(max(math.floor(CENTRE - cx + 0.5), 0), FIELD - w)
@@ -250,12 +252,38 @@ def centre(a: np.ndarray) -> np.ndarray:
     return field
 
 
+def mnist_form(grey: np.ndarray) -> np.ndarray | None:
+    """The image as the steps would return it, if it is already in MNIST's form, else None.
+
+    MNIST's form: 28 x 28, light strokes at full strength on exact black, the ink's box 20 px on
+    its longer side and its centre of mass where ``centre`` would put it. The steps would only
+    bring the strongest pixel up to 1, so a few cheap checks stand in for them (an MNIST digit
+    costs 0.02 ms here instead of 0.15 ms through the steps)."""
+    if grey.shape != (FIELD, FIELD) or grey[0].any() or grey[-1].any():
+        return None
+    peak = int(grey.max())
+    if peak < FULL_STRENGTH * 255:
+        return None
+    rows, cols = np.flatnonzero(grey.any(axis=1)), np.flatnonzero(grey.any(axis=0))
+    top, left = int(rows[0]), int(cols[0])
+    if max(int(rows[-1]) - top, int(cols[-1]) - left) + 1 != BOX:
+        return None
+    m = cv2.moments(grey)
+    cy, cx = m["m01"] / m["m00"] - top, m["m10"] / m["m00"] - left
+    if math.floor(CENTRE - cy + 0.5) != top or math.floor(CENTRE - cx + 0.5) != left:
+        return None
+    return grey.astype(np.float32) / peak
+
+
 def to_mnist(grey: np.ndarray) -> np.ndarray:
     """An 8-bit greyscale image as a float32 28 x 28 array in [0, 1], ink bright, boxed and
     centred as MNIST's digits are. Raises NoDigitFound when it holds no strokes.
 
     When the likelier reading of the paper (even or uneven) finds no digit, the other is tried:
     a tight crop's strokes can cover most of its border, a vignette can look even."""
+    already = mnist_form(grey)
+    if already is not None:
+        return already
     x = ink_bright(grey)
     paper = background(x)
     try:

@@ -1,9 +1,10 @@
 """Digit uploads -> MNIST form -> a batched CNN -> ranked digits.
 
-One ``DigitService`` per digit checkpoint, in the shape LitServe gives a server: ``decode``
-(bytes -> greyscale pixels), ``preprocess`` (-> the 28 x 28 MNIST form), ``predict_batch`` (a
-batch of those -> probabilities, run by the batcher) and ``encode`` (-> the response). The
-typed route and any other front door call ``classify``, which runs the four in order.
+One ``DigitService`` per digit checkpoint, in the shape LitServe gives a server: ``open`` (the
+upload's header, checked against the limits), ``decode`` (-> greyscale pixels), ``preprocess``
+(-> the 28 x 28 MNIST form), ``predict_batch`` (a batch of those -> probabilities, run by the
+batcher) and ``encode`` (-> the response). The typed route and any other front door call
+``classify``, which runs them in order.
 """
 
 import base64
