@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,6 +244,11 @@ def check(workdir: Path) -> None:
             assert status == 200, (name, status)
             print(f"{name}: {status} {json.dumps(payload)[:100]}", flush=True)
         assert results["transduce"][1]["output"] == "ohlol"
+        assets = re.findall(r'"(/docs/assets/[^"]+)"', _text(f"{base}/docs"))
+        for asset in assets:
+            with urllib.request.urlopen(base + asset, timeout=5) as r:
+                assert r.status == 200 and len(r.read()) > 1000, asset
+        print(f"/docs: its {len(assets)} assets served by the image itself", flush=True)
         # A worker counts a request just after answering it: wait for the count once, then it
         # is the same on every scrape (a fresh connection each), whichever worker answers.
         counted = 'route="/classify-name",status="200"} 1.0'

@@ -3,8 +3,9 @@
 FastAPI's own pages load their scripts and styles from a public CDN; these are FastAPI's pages
 (``get_swagger_ui_html``, ``get_redoc_html``) with the assets served from here, out of the pinned
 ``fastapi-offline`` package (Swagger UI 5, ReDoc 2), so the docs work on a host with no way out.
-Swagger UI's online validator badge and ReDoc's web fonts, the pages' other requests off the
-host, are turned off.
+Swagger UI's online validator badge and ReDoc's web fonts are turned off, and the pages'
+Content-Security-Policy keeps every request on this host: ReDoc's sidebar would fetch Redocly's
+logo from a CDN (it hides the image when it cannot).
 """
 
 from functools import cache
@@ -31,6 +32,16 @@ ASSET_HEADERS: Final = {
     "Cache-Control": "public, max-age=86400",
     "X-Content-Type-Options": "nosniff",
 }
+# FastAPI's pages start Swagger UI with an inline script; both UIs inject styles, ReDoc runs its
+# search in a worker from a blob. Nothing is fetched from anywhere but this host.
+PAGE_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 @cache
@@ -54,7 +65,7 @@ def openapi(request: Request) -> JSONResponse:
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI: every route, schema and example, with "Try it out"."""
     openapi_url, assets = _urls(request)
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=openapi_url,
         title=f"{request.app.title} - Swagger UI",
         swagger_js_url=f"{assets}/swagger-ui-bundle.js",
@@ -63,19 +74,23 @@ def swagger_ui(request: Request) -> HTMLResponse:
         oauth2_redirect_url=None,
         swagger_ui_parameters={"validatorUrl": None},
     )
+    page.headers.update(PAGE_HEADERS)
+    return page
 
 
 @router.get("/redoc")
 def redoc(request: Request) -> HTMLResponse:
     """ReDoc: the same document as one long page."""
     openapi_url, assets = _urls(request)
-    return get_redoc_html(
+    page = get_redoc_html(
         openapi_url=openapi_url,
         title=f"{request.app.title} - ReDoc",
         redoc_js_url=f"{assets}/redoc.standalone.js",
         redoc_favicon_url=f"{assets}/favicon.png",
         with_google_fonts=False,
     )
+    page.headers.update(PAGE_HEADERS)
+    return page
 
 
 @router.get(ASSETS_URL + "/{name}")
