@@ -43,9 +43,14 @@ $(VENV)/.dev: $(VENV)/.serve
 # glibc settings that keep memory flat under load without slowing the models down: explained at
 # app.memory.ALLOCATOR_ENV, which bench/ and a test hold these to.
 MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=16777216
-# The launcher (app/__main__.py): uvicorn with TINYZOO_WORKERS processes (default 1).
+# The launcher (app/__main__.py): uvicorn with TINYZOO_WORKERS processes, each with one torch
+# thread as in the image and the Deployment (several threads in one process start slower and
+# serve no faster here); for more cores, more workers: `make serve TINYZOO_WORKERS=2`.
+TINYZOO_WORKERS ?= 1
+TINYZOO_THREADS ?= 1
 serve: install
-	$(MALLOC_ENV) TINYZOO_HOST=$(HOST) TINYZOO_PORT=$(PORT) $(PY) -m app
+	$(MALLOC_ENV) TINYZOO_HOST=$(HOST) TINYZOO_PORT=$(PORT) TINYZOO_WORKERS=$(TINYZOO_WORKERS) \
+		TINYZOO_THREADS=$(TINYZOO_THREADS) $(PY) -m app
 
 test: install-dev
 	@test -x $(CHROMIUM) || echo "No $(CHROMIUM): the browser tests are skipped. 'make browser' installs it."
