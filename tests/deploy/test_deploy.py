@@ -100,42 +100,6 @@ def test_the_deployment_runs_with_the_images_environment_but_for_the_worker_coun
     assert differs == {"TINYZOO_WORKERS"}, differs
 
 
-def _rendered() -> list[dict[str, Any]]:
-    """The objects ``kubectl apply -k deploy/k8s`` would send: kubectl's own kustomize."""
-    result = subprocess.run(
-        [_tool("kubectl"), "kustomize", str(K8S)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def test_kubectl_renders_the_kustomization_into_valid_consistent_objects() -> None:
-    objects = {doc["kind"]: doc for doc in _rendered()}
-    assert set(objects) == {
-        "Deployment",
-        "Service",
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
-    }
-    for doc in objects.values():
-        kubernetes_validate.validate(doc, "1.37.0", strict=True)
-        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "tinyzoo"
-    deployment = objects["Deployment"]
-    pod = deployment["spec"]["template"]
-    container = pod["spec"]["containers"][0]
-    assert container["image"] == IMAGE
-    labels = pod["metadata"]["labels"]
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert objects["Service"]["spec"]["selector"].items() <= labels.items()
-    assert (
-        objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    )
-    ports = {p["name"] for p in container["ports"]}
-    assert {p["targetPort"] for p in objects["Service"]["spec"]["ports"]} <= ports
-    target = objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
-    assert target["name"] == deployment["metadata"]["name"]
-
-
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_manifests_validate_against_the_kubernetes_schemas(path: Path) -> None:
     if path.name == "kustomization.yaml":
