@@ -1,19 +1,21 @@
-# tinyzoo: the inference service with its committed weights.
-#   docker build -t tinyzoo .                                      (CPU build of torch)
-#   docker build -t tinyzoo:cuda --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
+# tinyzoo: the inference service with its committed weights (no training code, no dev tools).
+#   docker build -t tinyzoo:0.1.0 .                                 (CPU build of torch)
+#   docker build -t tinyzoo:0.1.0-cuda --build-arg TORCH=cuda .      (CUDA 12.8 build)
+# TORCH takes what `make install TORCH=...` takes (deploy/install-torch.sh); so does TORCH_INDEX.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH=cpu
+ARG TORCH_INDEX=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY constraints.txt ./
-RUN pip install --index-url "${TORCH_INDEX}" -c constraints.txt torch==2.13.0
+COPY deploy/install-torch.sh ./deploy/
+RUN TORCH_INDEX="${TORCH_INDEX}" sh deploy/install-torch.sh "${TORCH}" python
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY models ./models
-COPY training ./training
 RUN pip install -c constraints.txt .
 
 FROM ${PYTHON_IMAGE}

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from app.api.deps import require_admin_key, require_api_key
 from app.api.protocol import protocol_errors
 from app.api.responses import problems
-from app.api.routes import char_rnn, demo, digits, health, models, names, v2
+from app.api.routes import char_rnn, demo, digits, docs, health, models, names, v2
 from app.logs import configure_logging, flush_logs, flush_periodically
 from app.memory import trim_periodically
 from app.metrics import Metrics
@@ -76,15 +76,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             flusher.cancel()
             flush_logs()
 
-    docs = settings.docs_enabled
     app = FastAPI(
         title="tinyzoo",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
+        # /docs, /redoc and /openapi.json come from app.api.routes.docs, which serves the
+        # pages' assets itself instead of pointing browsers at a CDN.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
         # FastAPI looks up the global OpenTelemetry providers on every request unless told
         # not to; the service's own metrics are Prometheus (/metrics).
         telemetry=None
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         v2.admin, dependencies=[Depends(require_admin_key)], responses=protocol_errors(401, 403)
     )
     app.include_router(demo.router)
+    if settings.docs_enabled:
+        app.include_router(docs.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -2,7 +2,8 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 DigitModel = Literal["digit-resnet", "digit-inception"]
 NameModel = Literal["name-gru"]
@@ -156,12 +157,33 @@ class GenerateRequest(BaseModel):
     prompt: str = Field("", max_length=2000, description="continued by the model; may be empty")
     max_chars: int = Field(200, ge=1, le=2000, description="characters to generate")
     temperature: float = Field(
-        0.8, gt=0, le=10, allow_inf_nan=False, description="> 0; lower is more conservative"
+        0.8,
+        le=10,
+        allow_inf_nan=False,
+        json_schema_extra={"exclusiveMinimum": 0},
+        description="> 0; lower is more conservative (for greedy decoding, send top_k: 1)",
     )
-    top_k: int | None = Field(None, ge=1, description="sample only from the k likeliest characters")
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description="sample only from the k likeliest characters; 1 is greedy decoding",
+    )
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="same seed, same text")
     model: GenerateModel = "char-rnn-shakespeare"
     stream: bool = Field(False, description="answer as text/event-stream, chunk by chunk")
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        """Greater than 0, with the way to the greedy choice that temperature 0 would mean."""
+        if value <= 0:
+            raise PydanticCustomError(
+                "greater_than",
+                "Input should be greater than 0; for greedy decoding (the likeliest character "
+                "every time) send top_k: 1",
+                {"gt": 0},
+            )
+        return value
 
 
 class GenerateResponse(BaseModel):
@@ -206,6 +228,10 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
-class Status(BaseModel):
-    status: Literal["ok", "ready", "loading"]
-    models: list[str] = Field(default_factory=list)
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    models: list[str] = Field(description="the models loaded, warmed and served")

@@ -1,10 +1,13 @@
 """``make container-check``: prove the Dockerfile's recipe without a Docker engine.
 
-Reads the Dockerfile, builds a fresh virtual environment with exactly its ``pip install`` steps
-(the one substitution: the CPU torch wheel comes from this machine's package source instead of
-``$TORCH_INDEX``), copies the weights as the image does, starts exactly its ``CMD`` with its
-``ENV`` (on loopback and a free port instead of ``0.0.0.0:8000``), then checks ``/readyz``, one
-prediction per endpoint, ``/metrics`` counting them across the workers and a graceful SIGTERM.
+Reads the Dockerfile and runs its build stage here, step by step: each ``ARG`` default and ``ENV``,
+each ``COPY`` from this checkout into a scratch ``WORKDIR``, each ``RUN`` through ``sh`` with
+``/opt/venv`` a fresh directory (torch comes through ``deploy/install-torch.sh``, as in the image,
+so this machine's own package sources apply). Then it checks that the result holds no training
+code, training-only library or dev tool, copies the weights as the final stage does, starts exactly
+its ``CMD`` with its ``ENV`` (on loopback and a free port instead of ``0.0.0.0:8000``), and checks
+``/readyz``, one prediction per endpoint, ``/metrics`` counting them across the workers and a
+graceful SIGTERM.
 """
 
 import io
@@ -19,23 +22,38 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+VENV = "/opt/venv"
+NOT_IN_THE_IMAGE = ("training", "matplotlib", "tqdm", "pytest", "ruff", "mypy", "playwright")
+"""Modules the serving image must not hold: the training package, what only it uses, dev tools."""
 
 
 @dataclass
 class Recipe:
     """What the Dockerfile says, as data."""
 
-    installs: list[list[str]] = field(default_factory=list)  # argv after "pip install"
+    build: list[tuple[str, str]] = field(default_factory=list)  # the build stage, in order
     env: dict[str, str] = field(default_factory=dict)  # of the final stage
     cmd: list[str] = field(default_factory=list)
     expose: list[int] = field(default_factory=list)
     user: str = ""
     healthcheck: str = ""
     copies: list[list[str]] = field(default_factory=list)  # of the final stage
+
+    @property
+    def runs(self) -> list[str]:
+        """The build stage's ``RUN`` commands."""
+        return [rest for keyword, rest in self.build if keyword == "RUN"]
+
+    @property
+    def args(self) -> dict[str, str]:
+        """The build stage's ``ARG`` defaults."""
+        pairs = (rest.partition("=") for keyword, rest in self.build if keyword == "ARG")
+        return {name: value for name, _, value in pairs}
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -49,16 +67,22 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _env_pairs(rest: str) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in shlex.split(rest))
+
+
 def parse_dockerfile(path: Path = ROOT / "Dockerfile") -> Recipe:
-    """The install steps of every stage and the runtime settings of the last one."""
+    """The build stage's steps and the runtime settings of the last stage."""
     recipe = Recipe()
+    stages = 0
     for keyword, rest in _instructions(path.read_text()):
         if keyword == "FROM":
+            stages += 1
             recipe.env, recipe.copies = {}, []
-        elif keyword == "RUN" and rest.startswith("pip install"):
-            recipe.installs.append(shlex.split(rest)[2:])
+        elif stages == 1:
+            recipe.build.append((keyword, rest))
         elif keyword == "ENV":
-            recipe.env.update(dict(pair.split("=", 1) for pair in shlex.split(rest)))
+            recipe.env.update(_env_pairs(rest))
         elif keyword == "CMD":
             recipe.cmd = json.loads(rest)
         elif keyword == "EXPOSE":
@@ -72,18 +96,53 @@ def parse_dockerfile(path: Path = ROOT / "Dockerfile") -> Recipe:
     return recipe
 
 
-def local_install_args(args: list[str]) -> list[str]:
-    """The Dockerfile's pip arguments, with ``--index-url $TORCH_INDEX`` left to this machine."""
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg == "--index-url":
-            skip = True
-            continue
-        out.append(arg)
-    return out
+def build(recipe: Recipe, workdir: Path) -> Path:
+    """Run the build stage here; returns the directory that stands for ``/opt/venv``."""
+    venv = workdir / "venv"
+    # The base image's ``python``: this interpreter, first on PATH.
+    shims = workdir / "bin"
+    shims.mkdir()
+    (shims / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", **recipe.args}
+    cwd = workdir
+    for keyword, rest in recipe.build:
+        if keyword == "ENV":
+            for name, value in _env_pairs(rest).items():
+                value = value.replace(VENV, str(venv)).replace("$PATH", env["PATH"])
+                env[name] = value
+        elif keyword == "WORKDIR":
+            cwd = workdir / rest.lstrip("/")
+            cwd.mkdir(parents=True, exist_ok=True)
+        elif keyword == "COPY":
+            *sources, dest = rest.split()
+            for source in sources:
+                target = cwd / dest / Path(source).name if dest.endswith("/") else cwd / dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if (ROOT / source).is_dir():
+                    shutil.copytree(
+                        ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__")
+                    )
+                else:
+                    shutil.copy2(ROOT / source, target)
+        elif keyword == "RUN":
+            command = rest.replace(VENV, str(venv))
+            print("RUN", command, flush=True)
+            subprocess.run(["sh", "-c", command], cwd=cwd, env=env, check=True)
+    return venv
+
+
+def check_slim(venv: Path) -> None:
+    """The serving image holds no training code, training-only library or dev tool."""
+    probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe, *NOT_IN_THE_IMAGE],
+        cwd=venv,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert found == "[]", f"the image would hold {found}"
+    print(f"slim: none of {', '.join(NOT_IN_THE_IMAGE)} in the image", flush=True)
 
 
 def _port() -> int:
@@ -139,12 +198,8 @@ def _digit_form() -> tuple[bytes, str]:
 
 def check(workdir: Path) -> None:
     recipe = parse_dockerfile()
-    venv = workdir / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    for args in recipe.installs:
-        print("pip install", shlex.join(args), flush=True)
-        subprocess.run([*pip, *local_install_args(args)], cwd=ROOT, check=True)
+    venv = build(recipe, workdir)
+    check_slim(venv)
     srv = workdir / "srv"
     srv.mkdir()
     shutil.copytree(
@@ -189,6 +244,11 @@ def check(workdir: Path) -> None:
             assert status == 200, (name, status)
             print(f"{name}: {status} {json.dumps(payload)[:100]}", flush=True)
         assert results["transduce"][1]["output"] == "ohlol"
+        assets = re.findall(r'"(/docs/assets/[^"]+)"', _text(f"{base}/docs"))
+        for asset in assets:
+            with urllib.request.urlopen(base + asset, timeout=5) as r:
+                assert r.status == 200 and len(r.read()) > 1000, asset
+        print(f"/docs: its {len(assets)} assets served by the image itself", flush=True)
         # A worker counts a request just after answering it: wait for the count once, then it
         # is the same on every scrape (a fresh connection each), whichever worker answers.
         counted = 'route="/classify-name",status="200"} 1.0'

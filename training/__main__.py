@@ -52,8 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p)
         p.add_argument("--out", type=Path, default=PROJECT / "weights", help="default: weights/")
         p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--recipe", choices=("default", "lecture"), default="default")
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=0,
+            help="seeds the weights' initialisation, the data order, the validation split and "
+            "the augmentation (default 0); the card records it",
+        )
+        p.add_argument(
+            "--recipe",
+            choices=("default", "lecture"),
+            default="default",
+            help="default: the committed weights' recipe; lecture: the course's hyperparameters",
+        )
         p.add_argument(
             "--set",
             action="append",
@@ -63,16 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         p.add_argument(
-            "--dry-run", action="store_true", help="one batch; writes a checkpoint to a temp dir"
+            "--dry-run",
+            action="store_true",
+            help="one batch, then the checkpoint is written and loaded back in a temporary "
+            "directory that is removed (--out is not touched)",
         )
     ev = sub.add_parser("evaluate", help="re-evaluate a committed checkpoint on held-out data")
-    ev.add_argument("name", choices=MODEL_NAMES)
-    ev.add_argument("--weights", type=Path, default=PROJECT / "weights")
+    ev.add_argument("name", choices=MODEL_NAMES, help="the model to evaluate")
+    ev.add_argument("--weights", type=Path, default=PROJECT / "weights", help="default: weights/")
     _add_common(ev)
     hello = sub.add_parser("hello", help="the lecture-12 'hello' -> 'ohlol' walkthroughs")
-    hello.add_argument("--variant", choices=("rnncell", "rnn", "embedding"), default="embedding")
-    hello.add_argument("--epochs", type=int, default=15)
-    hello.add_argument("--seed", type=int, default=1)
+    hello.add_argument(
+        "--variant",
+        choices=("rnncell", "rnn", "embedding"),
+        default="embedding",
+        help="nn.RNNCell and one-hot, nn.RNN and one-hot, or Embedding -> RNN (the default)",
+    )
+    hello.add_argument("--epochs", type=int, default=15, help="default 15, as in the lecture")
+    hello.add_argument(
+        "--seed", type=int, default=1, help="seeds the weights and the training (default 1)"
+    )
     return parser
 
 
@@ -102,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             with tempfile.TemporaryDirectory(prefix="tinyzoo-dry-run-") as tmp:
                 card = _train(args, argv, data_dir, device, Path(tmp), job)
-                if job.main:
-                    print(f"dry run ok: wrote a loadable checkpoint for {card['name']} to {tmp}")
+            if job.main:
+                print(
+                    f"dry run ok: {card['name']} trained on one batch; its checkpoint was written "
+                    "and loaded back, then removed with its temporary directory"
+                )
             return 0
         card = _train(args, argv, data_dir, device, args.out, job)
         distributed.shutdown(job)

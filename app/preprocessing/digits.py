@@ -241,10 +241,13 @@ def resize(a: np.ndarray) -> np.ndarray:
 def centre(a: np.ndarray) -> np.ndarray:
     """Place the digit in a 28 x 28 field with its centre of mass at MNIST's (14, 14)."""
     h, w = a.shape
-    m = cv2.moments(a)
-    if m["m00"] <= 0:  # faint marks that vanished in scaling
+    # Not cv2.moments: it reads an N x 2 array as N points, so a "1" scaled to 2 px wide
+    # would weigh nothing.
+    rows, cols = a.sum(axis=1, dtype=np.float64), a.sum(axis=0, dtype=np.float64)
+    mass = float(rows.sum())
+    if mass <= 0:  # faint marks that vanished in scaling
         raise NoDigitFound("no digit found: only faint marks, no strokes")
-    cy, cx = m["m01"] / m["m00"], m["m10"] / m["m00"]
+    cy, cx = float(rows @ np.arange(h)) / mass, float(cols @ np.arange(w)) / mass
     oy = min(max(math.floor(CENTRE - cy + 0.5), 0), FIELD - h)
     ox = min(max(math.floor(CENTRE - cx + 0.5), 0), FIELD - w)
     field = np.zeros((FIELD, FIELD), dtype=np.float32)

@@ -37,7 +37,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def test_health_ready_and_request_id(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json() == {"status": "ok", "models": []}
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz", headers={"X-Request-ID": "abc-123"})
     assert ready.status_code == 200
     assert ready.headers["x-request-id"] == "abc-123"

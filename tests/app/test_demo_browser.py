@@ -1,4 +1,5 @@
-"""The demo page at ``/`` in headless Chromium, against the real service on the committed weights.
+"""The demo page at ``/`` and the API docs in headless Chromium, against the real service on the
+committed weights.
 
 The service runs with uvicorn in a subprocess on a free port; Playwright drives the browser.
 A full-page screenshot of every test's final state is kept under ``artifacts/demo/``.
@@ -25,7 +26,7 @@ from PIL import Image, ImageDraw
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
-        f"{CHROMIUM} is absent (apt-get install chromium); the browser test needs it",
+        f"{CHROMIUM} is absent: `make browser` installs it (Debian's chromium, through apt-get)",
         allow_module_level=True,
     )
 
@@ -338,3 +339,42 @@ def test_api_key_is_asked_for_and_sent(browser: Browser, tmp_path: Path) -> None
         page.get_by_label("Surname (any script)").press_sequentially(SURNAME, delay=30)
         expect(page.locator("#name-bars li").first.locator(".bar-label")).to_have_text(COUNTRY)
         context.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [("/docs", ".swagger-ui .opblock"), ("/redoc", "[data-section-id^='operation/']")],
+    ids=["swagger-ui", "redoc"],
+)
+def test_api_docs_render_with_every_request_off_the_host_blocked(
+    browser: Browser, server: str, path: str, operation: str, request: pytest.FixtureRequest
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
+    off_host: list[str] = []
+
+    def only_the_service(route: Any) -> None:
+        if route.request.url.startswith(f"{server}/"):
+            route.continue_()
+        else:
+            off_host.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_service)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    script_errors: list[str] = []
+    page.on("pageerror", lambda exc: script_errors.append(str(exc)))
+    page.goto(path)
+    spec = httpx.get(f"{server}/openapi.json").json()
+    operations = sum(len(methods) for methods in spec["paths"].values())
+    expect(page.locator(operation)).to_have_count(operations)
+    expect(page.get_by_text("tinyzoo", exact=False).first).to_be_visible()
+    if path == "/docs":
+        page.locator(".opblock-summary", has_text="/classify-name").first.click()
+        expect(page.locator(".opblock.is-open")).to_have_count(1)
+        expect(page.get_by_role("button", name="Try it out")).to_be_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{request.node.name}.png")
+    context.close()
+    assert off_host == [], f"{path} asked for {off_host}"
+    assert not script_errors, script_errors

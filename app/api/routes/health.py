@@ -5,22 +5,22 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import get_runtime
 from app.api.responses import problems
-from app.schemas import Status
+from app.schemas import Liveness, Readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Status)
-async def healthz() -> Status:
-    """200 while the process lives."""
-    return Status(status="ok")
+@router.get("/healthz", response_model=Liveness)
+async def healthz() -> Liveness:
+    """200 while the process lives (readiness, with the models, is /readyz)."""
+    return Liveness(status="ok")
 
 
-@router.get("/readyz", response_model=Status, responses=problems(503))
-async def readyz(request: Request) -> Status:
+@router.get("/readyz", response_model=Readiness, responses=problems(503))
+async def readyz(request: Request) -> Readiness:
     """200 once every model is loaded and warmed, 503 before."""
     runtime = get_runtime(request)
-    return Status(status="ready", models=sorted(runtime.registry.models))
+    return Readiness(status="ready", models=sorted(runtime.registry.models))
 
 
 @router.get(
