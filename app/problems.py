@@ -35,6 +35,21 @@ _HTTP_TITLES = {
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE
 
+    def render(self, content: Any) -> bytes:
+        return super().render(_writable(content))
+
+
+def _writable(value: Any) -> Any:
+    """``value`` with every string made writable as UTF-8: what a client sent may hold lone
+    surrogates (``"\\ud800"`` is valid JSON), echoed back as the visible escape ``\\ud800``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_writable(k): _writable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(v) for v in value]
+    return value
+
 
 def problem(
     request: Request | None,
