@@ -16,6 +16,7 @@ from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.services.char_rnn import CharModel
 from app.services.digits import DigitService, Limits
+from app.services.generation import Generations
 from app.services.names import NameClassifier
 from app.settings import Settings
 from models.device import resolve_device
@@ -33,6 +34,7 @@ class Runtime:
     names: dict[str, NameClassifier] = field(default_factory=dict)
     chars: dict[str, CharModel] = field(default_factory=dict)
     batchers: dict[str, Batcher[object, list[float]]] = field(default_factory=dict)
+    generations: Generations | None = None
     started: float = field(default_factory=time.perf_counter)
     cpu_limiter: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1)
@@ -74,8 +76,12 @@ class Runtime:
             char.transduce(char.vocab[0] * 2)
 
     def start_batchers(self, metrics: Metrics | None = None) -> None:
-        """One bounded queue and worker per classifier (digits and names)."""
+        """One bounded queue and worker per classifier (digits and names), and the gate of
+        the generations."""
         s = self.settings
+        self.generations = Generations(
+            limit=s.max_generations, queue=s.max_generation_queue, timeout_s=s.request_timeout_s
+        )
         services: dict[str, DigitService | NameClassifier] = {**self.digits, **self.names}
         for name, service in services.items():
             batcher: Batcher[object, list[float]] = Batcher(
@@ -117,6 +123,12 @@ class Runtime:
             raise ModelUnavailable(f"model {name!r} is not loaded on this server")
         return self.digits[name]
 
+    def generation(self) -> Generations:
+        """The gate every generation goes through; 503 before it is started."""
+        if self.generations is None:
+            raise ModelUnavailable("generation is not started on this server")
+        return self.generations
+
     def char_model(self, name: str) -> CharModel:
         """A loaded character RNN; 503 when that model is not served."""
         if name not in self.chars:
@@ -124,4 +136,6 @@ class Runtime:
         return self.chars[name]
 
     async def stop(self) -> None:
+        if self.generations is not None:
+            self.generations.close()
         await asyncio.gather(*(b.stop() for b in self.batchers.values()))

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         "per sample), checked before decoding",
     )
     max_generate_chars: int = Field(2000, ge=1, le=100_000)
+    max_generations: int = Field(
+        4, ge=1, description="generations run at once per worker, each in a thread of its own"
+    )
+    max_generation_queue: int = Field(
+        16, ge=0, description="generations waiting for a slot before 429"
+    )
     api_key: str | None = Field(None, description="when set, required as a Bearer token")
     cors_origins: list[str] = Field(default_factory=list)
     docs_enabled: bool = True
