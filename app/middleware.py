@@ -4,6 +4,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -16,6 +17,16 @@ from app.problems import problem
 
 access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def disconnect_probe(receive: Receive) -> Callable[[], bool] | None:
+    """A probe of whether a request's client has disconnected, where the server offers a cheap
+    one: uvicorn flags its request cycle (the owner of ``receive``) ``disconnected`` when the
+    connection drops. None under other servers."""
+    cycle = getattr(receive, "__self__", None)
+    if cycle is None or not isinstance(getattr(cycle, "disconnected", None), bool):
+        return None
+    return lambda: bool(cycle.disconnected)
 
 
 class AccessMiddleware:
@@ -40,11 +51,12 @@ class AccessMiddleware:
         token = current_request_id.set(request_id)
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message["headers"] = [
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
@@ -56,6 +68,8 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if not answered and (gone := disconnect_probe(receive)) is not None and gone():
+                status = 499  # the client left before it could be answered (nginx's code)
             elapsed = time.perf_counter() - started
             metrics.in_flight.dec()
             route = getattr(scope.get("route"), "path", "unmatched")

@@ -9,8 +9,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from app.errors import ServiceError
+from app.errors import ClientClosedRequest, ServiceError
 
 PROBLEM_TYPE_BASE = "https://tinyzoo.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -124,8 +125,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             request, 422, "validation-error", "Invalid request", _summary(errors), errors
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: Exception) -> ProblemResponse:
+        return await service_error(
+            request, ClientClosedRequest("the client went away before its request was read")
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI's 400 for a body cut short
+            return await client_left(request, exc.__cause__)
         title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 400 and detail == "There was an error parsing the body":
