@@ -2,6 +2,9 @@
 streams that finish, bounded memory, no 500s, connections that cannot be held open."""
 
 import asyncio
+import re
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,18 @@ def server(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     log = tmp_path_factory.mktemp("hostile") / "server.log"
     with launched(tiny_weights, log, log_format="text") as s:
         yield s
+
+
+def _status(response: bytes) -> int:
+    match = re.match(rb"HTTP/1\.1 (\d{3}) ", response)
+    assert match, response[:200]
+    return int(match.group(1))
+
+
+def _still_serving(server: Launched) -> None:
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    ok = httpx.post(f"{server.url}/classify-name", json={"name": "Smith"}, timeout=10)
+    assert ok.status_code == 200
 
 
 def test_streamed_generations_beside_plain_ones_all_finish(server: Launched) -> None:
@@ -40,3 +55,38 @@ def test_streamed_generations_beside_plain_ones_all_finish(server: Launched) -> 
         assert text.rstrip().endswith('"chars": 2000}'), text[-200:]
     assert results[8:] == [200] * 5
     assert "Traceback" not in server.log()
+
+
+def test_control_characters_a_client_sends_are_escaped_in_the_log(server: Launched) -> None:
+    forged = "2026-01-01 00:00:00,000 INFO app.access [forged] GET /admin 200 1.0 ms"
+    path = "/healthz%0a" + forged.replace(" ", "%20") + "%0d%1b[31m"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert _status(conn.recv(65536)) == 404
+    log = server.wait_for_log("[forged]")
+    assert not any(line.startswith("2026-01-01") for line in log.splitlines())
+    assert "\x1b" not in log and "\r" not in log
+    assert "/healthz\\n2026-01-01" in log
+
+
+def _multipart_head(length: int) -> bytes:
+    return (
+        b"POST /digit HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: multipart/form-data; boundary=b0undary\r\n"
+        b"Content-Length: " + str(length).encode() + b"\r\n\r\n"
+        b"--b0undary\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="d.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n"
+    )
+
+
+def test_a_client_that_leaves_mid_upload_is_a_499(server: Launched) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(_multipart_head(500_000) + b"\x89PNG\r\n\x1a\n" + b"\0" * 4000)
+        time.sleep(0.2)  # the server is reading the body when the client leaves
+    server.wait_for_log("POST /digit 499")
+    metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
+    assert 'route="/digit",status="499"' in metrics
+    assert 'route="/digit",status="500"' not in metrics
+    assert "Traceback" not in server.log()
+    _still_serving(server)
