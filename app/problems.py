@@ -25,6 +25,7 @@ _HTTP_TITLES = {
     406: "Not acceptable",
     413: "Request body too large",
     415: "Unsupported media type",
+    431: "Request header fields too large",
     422: "Invalid input",
     429: "Too many requests",
     500: "Internal server error",
@@ -62,16 +63,29 @@ def problem(
     headers: dict[str, str] | None = None,
 ) -> ProblemResponse:
     """Build a problem+json response; ``instance`` is the request id."""
+    body = problem_body(status, slug, title, detail, request_id_of(request), errors)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def problem_body(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The RFC 9457 body itself (also written by the connection guard, outside any request)."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + slug,
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request_id_of(request),
+        "instance": instance,
     }
     if errors is not None:
         body["errors"] = errors
-    return ProblemResponse(body, status_code=status, headers=headers)
+    return body
 
 
 def request_id_of(request: Request | None) -> str | None:

@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     max_queue: int = Field(1024, ge=1, description="queued items per model before 429")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline for one prediction")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="request body limit")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="request line and headers (python -m app): 431 beyond, then the connection "
+        "is closed",
+    )
+    client_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="python -m app closes a connection whose request head takes longer than "
+        "this, or on which nothing has moved either way for this long; keep it above "
+        "request_timeout_s",
+    )
     max_image_pixels: int = Field(50_000_000, ge=1, description="decoded image size limit")
     max_decoded_bytes: int = Field(
         200 * 1024 * 1024,

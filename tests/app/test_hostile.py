@@ -2,6 +2,8 @@
 streams that finish, bounded memory, no 500s, connections that cannot be held open."""
 
 import asyncio
+import contextlib
+import json
 import re
 import socket
 import time
@@ -13,11 +15,29 @@ import pytest
 
 from tests.app.launcher import Launched, launched
 
+CLIENT_TIMEOUT_S = 2
+MAX_HEADER_BYTES = 16384
+
 
 @pytest.fixture(scope="module")
 def server(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     log = tmp_path_factory.mktemp("hostile") / "server.log"
-    with launched(tiny_weights, log, log_format="text") as s:
+    with launched(
+        tiny_weights, log, log_format="text", max_header_bytes=str(MAX_HEADER_BYTES)
+    ) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def impatient(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
+    """A server that gives clients CLIENT_TIMEOUT_S to send their requests."""
+    log = tmp_path_factory.mktemp("impatient") / "server.log"
+    with launched(
+        tiny_weights,
+        log,
+        client_timeout_s=str(CLIENT_TIMEOUT_S),
+        request_timeout_s=str(CLIENT_TIMEOUT_S / 2),
+    ) as s:
         yield s
 
 
@@ -55,6 +75,63 @@ def test_streamed_generations_beside_plain_ones_all_finish(server: Launched) -> 
         assert text.rstrip().endswith('"chars": 2000}'), text[-200:]
     assert results[8:] == [200] * 5
     assert "Traceback" not in server.log()
+
+
+def test_an_oversized_request_header_is_refused(server: Launched) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n"
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.sendall(head)  # refused before the rest was read
+        answer = conn.recv(65536)
+    assert _status(answer) == 431
+    problem = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert problem["status"] == 431 and f"{MAX_HEADER_BYTES:,} bytes" in problem["detail"]
+    big_but_allowed = {"X-Big": "a" * (MAX_HEADER_BYTES // 2)}
+    assert httpx.get(f"{server.url}/healthz", headers=big_but_allowed).status_code == 200
+    _still_serving(server)
+
+
+def test_a_request_that_stops_mid_headers_is_closed(impatient: Launched) -> None:
+    server = impatient
+    with socket.create_connection(("127.0.0.1", server.port), timeout=CLIENT_TIMEOUT_S + 30) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Half: ")
+        answer = c.recv(65536)
+    assert answer == b"" or _status(answer) == 408
+    with socket.create_connection(("127.0.0.1", server.port), timeout=CLIENT_TIMEOUT_S + 30) as c:
+        assert c.recv(65536) == b""  # a connection that never sends a byte
+    _still_serving(server)
+
+
+def test_a_request_that_stops_mid_body_is_closed(impatient: Launched) -> None:
+    server = impatient
+    with socket.create_connection(("127.0.0.1", server.port), timeout=CLIENT_TIMEOUT_S + 30) as c:
+        c.sendall(
+            b"POST /classify-name HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 40\r\n\r\n{"name": '
+        )
+        answer = c.recv(65536)
+    assert answer == b"" or _status(answer) == 408
+    server.wait_for_log("POST /classify-name 499")
+    _still_serving(server)
+
+
+def test_a_head_sent_a_byte_at_a_time_is_closed(impatient: Launched) -> None:
+    """A slow-loris client: every byte resets no clock; the head must be done in time."""
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=1) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Drip: ")
+        for _ in range(int(CLIENT_TIMEOUT_S * 20)):
+            try:
+                c.sendall(b"a")
+                if c.recv(65536, socket.MSG_DONTWAIT) == b"":
+                    break
+            except (BlockingIOError, TimeoutError):
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError("a head dripped for 5x the timeout is still being read")
+    _still_serving(impatient)
 
 
 def test_control_characters_a_client_sends_are_escaped_in_the_log(server: Launched) -> None:
