@@ -47,10 +47,12 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(50_000_000, ge=1, description="decoded image size limit")
     max_decoded_bytes: int = Field(
-        200 * 1024 * 1024,
+        192 * 1024 * 1024,
         ge=1024,
-        description="memory one decoded upload may take (width x height x channels x bytes "
-        "per sample), checked before decoding",
+        description="memory decoding one upload may take (413 above), known from its header "
+        "before any pixel is decoded: the frame OpenCV returns (width x height x channels kept "
+        "x bytes per sample; JPEGs at their reduced scale) twice, as OpenCV holds it; nothing "
+        "after decoding copies the frame at full size",
     )
     max_generate_chars: int = Field(2000, ge=1, le=100_000)
     max_generations: int = Field(

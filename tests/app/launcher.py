@@ -36,6 +36,10 @@ class Launched:
             time.sleep(0.05)
         return log
 
+    def reset_peak(self) -> None:
+        """Start VmHWM afresh from the current resident size (Linux's clear_refs, value 5)."""
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
     def rss_kib(self, field: str = "VmRSS") -> int:
         """A memory figure of the server process from /proc (VmRSS now, VmHWM its peak)."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -3,6 +3,7 @@ streams that finish, bounded memory, no 500s, connections that cannot be held op
 
 import asyncio
 import contextlib
+import io
 import json
 import re
 import socket
@@ -10,9 +11,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
+from app.settings import Settings
 from tests.app.launcher import Launched, launched
 
 CLIENT_TIMEOUT_S = 2
@@ -166,4 +171,47 @@ def test_a_client_that_leaves_mid_upload_is_a_499(server: Launched) -> None:
     assert 'route="/digit",status="499"' in metrics
     assert 'route="/digit",status="500"' not in metrics
     assert "Traceback" not in server.log()
+    _still_serving(server)
+
+
+def _deep_uploads() -> dict[str, bytes]:
+    """Small files (about 100 KB each) that decode to about 190 MiB or more of deep samples."""
+
+    def saved(image: Image.Image, fmt: str, **params: object) -> bytes:
+        out = io.BytesIO()
+        image.save(out, format=fmt, **params)
+        return out.getvalue()
+
+    rgba16 = cv2.imencode(".png", np.full((5000, 5000, 4), 65535, np.uint16))[1].tobytes()
+    return {
+        "16-bit grey PNG 7000 x 7000": saved(Image.new("I;16", (7000, 7000), 65535), "PNG"),
+        "16-bit RGBA PNG 5000 x 5000": rgba16,
+        "float TIFF 5000 x 5000": saved(
+            Image.fromarray(np.ones((5000, 5000), np.float32), mode="F"),
+            "TIFF",
+            compression="tiff_deflate",
+        ),
+    }
+
+
+@pytest.mark.slow
+def test_two_deep_uploads_take_no_more_memory_than_the_limit_allows(server: Launched) -> None:
+    limit_mib = Settings().max_decoded_bytes / 2**20  # the server runs with the default
+    for label, blob in _deep_uploads().items():
+        assert len(blob) < 1 << 20, label
+        server.reset_peak()
+        before = server.rss_kib()
+
+        async def both(blob: bytes = blob) -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                files = {"file": ("deep", blob, "application/octet-stream")}
+                return list(
+                    await asyncio.gather(*(client.post("/digit", files=files) for _ in "ab"))
+                )
+
+        for response in asyncio.run(both()):
+            assert response.status_code in (413, 422), (label, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+        grown_mib = (server.rss_kib("VmHWM") - before) / 1024
+        assert grown_mib < 2 * (limit_mib + 16), f"{label}: two took {grown_mib:.0f} MiB"
     _still_serving(server)
