@@ -39,19 +39,24 @@ class Admission:
         ahead = self.running + self.waiting - self.limit + 1
         return max(1, math.ceil(max(ahead, 1) / self.limit * self._seconds))
 
+    def refusal(self) -> QueueFull | None:
+        """The 429 one more request would get now (every slot taken, the queue full), or None."""
+        if self.running < self.limit or len(self._waiters) < self.queue:
+            return None
+        retry = self.retry_after()
+        return QueueFull(
+            f"{self.name}: {self.running} running and {self.waiting} waiting; retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
+
     async def enter(self) -> float:
         """Take a slot (429 when ``queue`` others already wait, 504 when none frees within the
         deadline); returns the time it was taken, to be handed back to ``leave``."""
         if self.running < self.limit and not self._waiters:
             self.running += 1
             return time.perf_counter()
-        if len(self._waiters) >= self.queue:
-            retry = self.retry_after()
-            raise QueueFull(
-                f"{self.name}: {self.running} running and {self.waiting} waiting; "
-                f"retry in {retry} s",
-                headers={"Retry-After": str(retry)},
-            )
+        if (refused := self.refusal()) is not None:
+            raise refused
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:

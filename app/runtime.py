@@ -5,13 +5,15 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 import anyio
 import numpy as np
 import torch
+from starlette.types import Scope
 
 from app.batching import Batcher
-from app.errors import ModelUnavailable
+from app.errors import ModelUnavailable, QueueFull
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.services.char_rnn import CharModel
@@ -22,6 +24,7 @@ from app.settings import Settings
 from models.device import resolve_device
 
 logger = logging.getLogger("app.runtime")
+NAME_ROUTES = frozenset({"/classify-name", "/classify-name/batch"})
 
 
 @dataclass
@@ -110,6 +113,21 @@ class Runtime:
                     device=str(self.registry.device),
                     weights_sha256=str(card["weights_sha256"])[:16],
                 ).set(1)
+
+    def refusal(self, scope: Scope) -> QueueFull | None:
+        """The 429 a POST to this path would meet in its queue, decided from the path and query
+        alone (``AdmissionMiddleware``); None when it may go in."""
+        path = scope["path"]
+        if path in NAME_ROUTES:
+            batcher = self.batchers.get("name-gru")
+        elif path == "/digit":
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            batcher = self.batchers.get(query.get("model", ["digit-resnet"])[-1])
+        elif path == "/char-rnn/generate" and self.generations is not None:
+            return self.generations.admission.refusal()
+        else:
+            return None
+        return None if batcher is None else batcher.refusal()
 
     def batcher(self, name: str) -> Batcher[object, list[float]]:
         """The batching queue of a loaded classifier; 503 when that model is not served."""

@@ -66,3 +66,30 @@ async def test_a_plain_generation_past_the_deadline_is_a_504_and_stops(
             await asyncio.sleep(0.01)
         assert runtime.generations.admission.running == 0
         assert len(steps) < 1000
+
+
+async def test_a_full_queue_refuses_at_the_door_before_the_body_is_read(
+    settings: Settings, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = settings.model_copy(
+        update={"max_queue": 1, "max_generations": 1, "max_generation_queue": 0}
+    )
+    async with make_client(one) as client:
+        runtime = client._transport.app.state.runtime
+        batcher = runtime.batchers["name-gru"]
+        await batcher.stop()  # nothing takes from the queue now
+        batcher.queue.put_nowait(object())
+        admission = runtime.generations.admission
+        entered = await admission.enter()
+        not_json = {"content": b"{not even JSON", "headers": {"content-type": "application/json"}}
+        for path in ("/classify-name", "/classify-name/batch", "/char-rnn/generate"):
+            for _ in range(3):
+                refused = await client.post(path, **not_json)  # a 400 if it were read
+                assert_problem(refused, 429)
+                assert int(refused.headers["retry-after"]) >= 1
+        metrics = (await client.get("/metrics")).text
+        assert 'route="/classify-name",status="429"} 3.0' in metrics
+        refusals = [r for r in caplog.records if r.name == "app.access" and "429" in r.message]
+        assert len(refusals) == 1 and "refusing requests with 429" in refusals[0].message
+        admission.leave(entered)
+        assert (await client.post("/char-rnn/generate", json=BODY)).status_code == 200
