@@ -3,7 +3,9 @@
 Where it listens, how many workers and how long a shutdown may take are settings
 (``TINYZOO_HOST``, ``TINYZOO_PORT``, ``TINYZOO_WORKERS``, ``TINYZOO_GRACEFUL_SHUTDOWN_S``); this
 process reads only those, and each worker builds its own app from the same environment (its own
-models, batchers and metrics). uvicorn's access log is off: the app writes its own access line.
+models, batchers and metrics, and its connection limits ``TINYZOO_MAX_HEADER_BYTES`` and
+``TINYZOO_CLIENT_TIMEOUT_S``: ``app.connections``). uvicorn's access log is off: the app writes
+its own access line.
 """
 
 import os
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app.connections import GuardedHTTP
 from app.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -63,6 +66,7 @@ def main() -> None:
             workers=settings.workers,
             access_log=False,
             timeout_graceful_shutdown=settings.graceful_shutdown_s,
+            http=GuardedHTTP,  # uvicorn's own protocol with bounded heads and timeouts
         )
 
 

@@ -92,6 +92,17 @@ class Batcher(Generic[In, Out]):
     def depth(self) -> int:
         return self.queue.qsize()
 
+    def refusal(self) -> QueueFull | None:
+        """The 429 a new input would get now (the queue is full), or None."""
+        return self.full() if self.queue.full() else None
+
+    def full(self) -> QueueFull:
+        retry = max(1, math.ceil(self.depth / self.max_batch_size * self._batch_seconds))
+        return QueueFull(
+            f"{self.name}: {self.depth} requests already queued; retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
+
     async def submit(self, value: In, gone: Callable[[], bool] | None = None) -> Out:
         """Queue one input and wait for its output (429 when full, 504 past the deadline).
 
@@ -103,11 +114,7 @@ class Batcher(Generic[In, Out]):
         try:
             self.queue.put_nowait(_Item(value, future, gone))
         except asyncio.QueueFull:
-            retry = max(1, math.ceil(self.depth / self.max_batch_size * self._batch_seconds))
-            raise QueueFull(
-                f"{self.name}: {self.depth} requests already queued; retry in {retry} s",
-                headers={"Retry-After": str(retry)},
-            ) from None
+            raise self.full() from None
         if self.on_depth is not None:
             self.on_depth(self.queue.qsize())
         # A timer rather than asyncio.wait_for, which wraps every request in a task of its own.

@@ -61,6 +61,12 @@ class PayloadTooLarge(ServiceError):
     status, slug, title = 413, "payload-too-large", "Request body too large"
 
 
+class HeadersTooLarge(ServiceError):
+    """Refused by the connection guard (``app.connections``) before the application sees it."""
+
+    status, slug, title = 431, "headers-too-large", "Request header fields too large"
+
+
 class UnsupportedMediaType(ServiceError):
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import logging.handlers
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -39,7 +40,29 @@ class BufferedHandler(logging.handlers.MemoryHandler):
     """The ``app`` logger's handler: lines kept up to ``FLUSH_S``, warnings written at once."""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Characters that would break a log line or a terminal: C0 and C1 controls, line separators."""
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as its escape (``\\n``, ``\\x1b``), so
+    that what a client chose (a path, a header) can neither start a forged line nor drive the
+    terminal."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record, control characters escaped (a traceback follows on its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return escape_controls(super().formatMessage(record))
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``json.dumps`` escapes every control character."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -64,7 +87,7 @@ def configure_logging(fmt: str, level: str) -> None:
     stream.setFormatter(
         JsonFormatter()
         if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )
     handler = BufferedHandler(BUFFERED, flushLevel=logging.WARNING, target=stream)
     handler.addFilter(RequestIdFilter())

@@ -15,10 +15,11 @@ from app.api.deps import require_admin_key, require_api_key
 from app.api.protocol import protocol_errors
 from app.api.responses import problems
 from app.api.routes import char_rnn, demo, digits, docs, health, models, names, v2
+from app.errors import ServiceError
 from app.logs import configure_logging, flush_logs, flush_periodically
 from app.memory import trim_periodically
 from app.metrics import Metrics
-from app.middleware import AccessMiddleware, BodyLimitMiddleware
+from app.middleware import AccessMiddleware, AdmissionMiddleware, BodyLimitMiddleware
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.settings import Settings
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.docs_enabled:
         app.include_router(docs.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AdmissionMiddleware, refusal=lambda scope: _refusal(app, scope))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -119,6 +121,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(AccessMiddleware, metrics=metrics)
     return app
+
+
+def _refusal(app: FastAPI, scope: Scope) -> ServiceError | None:
+    """A full queue's 429 for this request, once the models are loaded."""
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
+    return None if runtime is None else runtime.refusal(scope)
 
 
 class _App:

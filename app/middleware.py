@@ -4,18 +4,32 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import ServiceError
 from app.logs import request_id as current_request_id
 from app.metrics import Metrics
 from app.problems import problem
 
 access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+REFUSALS_EVERY_S = 10.0
+"""Refusals at the door (429) are summed in one access warning at most this often."""
+
+
+def disconnect_probe(receive: Receive) -> Callable[[], bool] | None:
+    """A probe of whether a request's client has disconnected, where the server offers a cheap
+    one: uvicorn flags its request cycle (the owner of ``receive``) ``disconnected`` when the
+    connection drops. None under other servers."""
+    cycle = getattr(receive, "__self__", None)
+    if cycle is None or not isinstance(getattr(cycle, "disconnected", None), bool):
+        return None
+    return lambda: bool(cycle.disconnected)
 
 
 class AccessMiddleware:
@@ -29,6 +43,8 @@ class AccessMiddleware:
         # The labelled series, looked up once per (method, route, status): prometheus-client's
         # ``labels()`` checks and locks on every call.
         self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._refused = 0
+        self._refused_since: float | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,11 +56,12 @@ class AccessMiddleware:
         token = current_request_id.set(request_id)
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message["headers"] = [
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
@@ -56,9 +73,15 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if not answered and (gone := disconnect_probe(receive)) is not None and gone():
+                status = 499  # the client left before it could be answered (nginx's code)
             elapsed = time.perf_counter() - started
             metrics.in_flight.dec()
-            route = getattr(scope.get("route"), "path", "unmatched")
+            refused = scope["state"].get("refused", False)
+            # refused at the door, before routing: only known routes are refused
+            route = str(
+                getattr(scope.get("route"), "path", scope["path"] if refused else "unmatched")
+            )
             method = scope["method"]
             key = (method, route, str(status))
             series = self._series.get(key)
@@ -67,8 +90,59 @@ class AccessMiddleware:
                 self._series[key] = series
             series[0].inc()
             series[1].observe(elapsed)
-            access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
+            if refused:
+                self._count_refusal()
+            else:
+                access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
             current_request_id.reset(token)
+
+    def _count_refusal(self) -> None:
+        """One warning for every ``REFUSALS_EVERY_S`` of refusals, not one line each."""
+        self._refused += 1
+        now = time.monotonic()
+        if self._refused_since is None:
+            self._refused_since = now
+            access.warning(
+                "refusing requests with 429: queues full (summed every %g s)", REFUSALS_EVERY_S
+            )
+        elif now - self._refused_since >= REFUSALS_EVERY_S:
+            access.warning(
+                "refused %d requests in %.0f s with 429: queues full",
+                self._refused,
+                now - self._refused_since,
+            )
+            self._refused, self._refused_since = 0, None
+
+
+class AdmissionMiddleware:
+    """Refuse work that could not be queued (429, ``Retry-After``) before its body is read or
+    any route runs, so that under overload a refusal costs a fraction of an answer.
+
+    ``refusal(scope)`` tells, from the path and query alone, whether the queue the request
+    would join is full (``Runtime.refusal``). A refused request is marked in its scope: the
+    access log counts such refusals and writes one line for many.
+    """
+
+    def __init__(self, app: ASGIApp, refusal: Callable[[Scope], ServiceError | None]) -> None:
+        self.app = app
+        self.refusal = refusal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            refused = self.refusal(scope)
+            if refused is not None:
+                scope.setdefault("state", {})["refused"] = True
+                response = problem(
+                    Request(scope),
+                    refused.status,
+                    refused.slug,
+                    refused.title,
+                    refused.detail,
+                    headers={**refused.headers, "Connection": "close"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -9,8 +9,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from app.errors import ServiceError
+from app.errors import ClientClosedRequest, ServiceError
 
 PROBLEM_TYPE_BASE = "https://tinyzoo.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -24,6 +25,7 @@ _HTTP_TITLES = {
     406: "Not acceptable",
     413: "Request body too large",
     415: "Unsupported media type",
+    431: "Request header fields too large",
     422: "Invalid input",
     429: "Too many requests",
     500: "Internal server error",
@@ -34,6 +36,21 @@ _HTTP_TITLES = {
 
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return super().render(_writable(content))
+
+
+def _writable(value: Any) -> Any:
+    """``value`` with every string made writable as UTF-8: what a client sent may hold lone
+    surrogates (``"\\ud800"`` is valid JSON), echoed back as the visible escape ``\\ud800``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_writable(k): _writable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(v) for v in value]
+    return value
 
 
 def problem(
@@ -46,16 +63,29 @@ def problem(
     headers: dict[str, str] | None = None,
 ) -> ProblemResponse:
     """Build a problem+json response; ``instance`` is the request id."""
+    body = problem_body(status, slug, title, detail, request_id_of(request), errors)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def problem_body(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The RFC 9457 body itself (also written by the connection guard, outside any request)."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + slug,
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request_id_of(request),
+        "instance": instance,
     }
     if errors is not None:
         body["errors"] = errors
-    return ProblemResponse(body, status_code=status, headers=headers)
+    return body
 
 
 def request_id_of(request: Request | None) -> str | None:
@@ -109,8 +139,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             request, 422, "validation-error", "Invalid request", _summary(errors), errors
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: Exception) -> ProblemResponse:
+        return await service_error(
+            request, ClientClosedRequest("the client went away before its request was read")
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI's 400 for a body cut short
+            return await client_left(request, exc.__cause__)
         title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 400 and detail == "There was an error parsing the body":

@@ -7,18 +7,21 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 import anyio
 import numpy as np
 import torch
+from starlette.types import Scope
 
 from app.batching import Batcher
-from app.errors import ModelUnavailable
+from app.errors import ModelUnavailable, QueueFull
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.services.char_rnn import CharModel
 from app.services.common import Answer
 from app.services.digits import DigitService, Limits
+from app.services.generation import Generations
 from app.services.names import NameClassifier
 from app.settings import Settings
 from models.checkpoint import Checkpoint
@@ -37,6 +40,9 @@ def probe_digits() -> list[np.ndarray]:
     return [stroke, stroke]
 
 
+NAME_ROUTES = frozenset({"/classify-name", "/classify-name/batch"})
+
+
 @dataclass
 class Runtime:
     """Everything the routes need, built once at startup and kept on ``app.state``.
@@ -51,6 +57,7 @@ class Runtime:
     names: dict[str, NameClassifier] = field(default_factory=dict)
     chars: dict[str, CharModel] = field(default_factory=dict)
     batchers: dict[str, Batcher[object, Answer]] = field(default_factory=dict)
+    generations: Generations | None = None
     started: float = field(default_factory=time.perf_counter)
     cpu_limiter: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1)
@@ -127,8 +134,13 @@ class Runtime:
             self.chars[name] = service
 
     def start_batchers(self, metrics: Metrics | None = None) -> None:
-        """One bounded queue and worker per classifier (digits and names)."""
+        """One bounded queue and worker per classifier (digits and names), and the gate of
+        the generations."""
         self.metrics = metrics
+        s = self.settings
+        self.generations = Generations(
+            limit=s.max_generations, queue=s.max_generation_queue, timeout_s=s.request_timeout_s
+        )
         classifiers: dict[str, Classifier] = {**self.digits, **self.names}
         for name, service in classifiers.items():
             self._start_batcher(name, service)
@@ -232,6 +244,21 @@ class Runtime:
             version=self.registry.versions[name],
         ).set(value)
 
+    def refusal(self, scope: Scope) -> QueueFull | None:
+        """The 429 a POST to this path would meet in its queue, decided from the path and query
+        alone (``AdmissionMiddleware``); None when it may go in."""
+        path = scope["path"]
+        if path in NAME_ROUTES:
+            batcher = self.batchers.get("name-gru")
+        elif path == "/digit":
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            batcher = self.batchers.get(query.get("model", ["digit-resnet"])[-1])
+        elif path == "/char-rnn/generate" and self.generations is not None:
+            return self.generations.admission.refusal()
+        else:
+            return None
+        return None if batcher is None else batcher.refusal()
+
     def batcher(self, name: str) -> Batcher[object, Answer]:
         """The batching queue of a loaded classifier; 503 when that model is not served."""
         if name not in self.batchers:
@@ -244,6 +271,12 @@ class Runtime:
             raise ModelUnavailable(f"model {name!r} is not loaded on this server")
         return self.digits[name]
 
+    def generation(self) -> Generations:
+        """The gate every generation goes through; 503 before it is started."""
+        if self.generations is None:
+            raise ModelUnavailable("generation is not started on this server")
+        return self.generations
+
     def char_model(self, name: str) -> CharModel:
         """A loaded character RNN; 503 when that model is not served."""
         if name not in self.chars:
@@ -251,4 +284,6 @@ class Runtime:
         return self.chars[name]
 
     async def stop(self) -> None:
+        if self.generations is not None:
+            self.generations.close()
         await asyncio.gather(*(b.stop() for b in self.batchers.values()))

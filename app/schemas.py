@@ -1,8 +1,8 @@
 """Request and response schemas of the HTTP API, with the examples shown in ``/docs``."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 DigitModel = Literal["digit-resnet", "digit-inception"]
@@ -14,6 +14,23 @@ ModelName = Literal[
 ]
 NAME_CLASSES = 18
 MAX_NAME_INPUT = 1000
+
+
+def _whole_unicode(text: str) -> str:
+    """Refuse a lone surrogate (JSON lets ``"\\ud800"`` through; it is no character and cannot
+    be written back as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"has a lone surrogate at position {exc.start}, which is not a Unicode character"
+        ) from None
+    return text
+
+
+UnicodeText = Annotated[str, AfterValidator(_whole_unicode)]
+"""A string of whole Unicode characters (pydantic's strict ``str`` already refuses lone
+surrogates, but not inside a list)."""
 
 
 class Prediction(BaseModel):
@@ -66,7 +83,7 @@ class ClassifyNameBatchRequest(BaseModel):
         strict=True,
         json_schema_extra={"examples": [{"names": ["Müller", "Иванов", "O'Brien"], "top_k": 1}]},
     )
-    names: list[str] = Field(min_length=1, max_length=256)
+    names: list[UnicodeText] = Field(min_length=1, max_length=256)
     top_k: int = Field(3, ge=1, le=NAME_CLASSES)
 
 

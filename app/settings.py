@@ -32,14 +32,35 @@ class Settings(BaseSettings):
     max_queue: int = Field(1024, ge=1, description="queued items per model before 429")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline for one prediction")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="request body limit")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="request line and headers (python -m app): 431 beyond, then the connection "
+        "is closed",
+    )
+    client_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="python -m app closes a connection whose request head takes longer than "
+        "this, or on which nothing has moved either way for this long; keep it above "
+        "request_timeout_s",
+    )
     max_image_pixels: int = Field(50_000_000, ge=1, description="decoded image size limit")
     max_decoded_bytes: int = Field(
-        200 * 1024 * 1024,
+        192 * 1024 * 1024,
         ge=1024,
-        description="memory one decoded upload may take (width x height x channels x bytes "
-        "per sample), checked before decoding",
+        description="memory decoding one upload may take (413 above), known from its header "
+        "before any pixel is decoded: the frame OpenCV returns (width x height x channels kept "
+        "x bytes per sample; JPEGs at their reduced scale) twice, as OpenCV holds it; nothing "
+        "after decoding copies the frame at full size",
     )
     max_generate_chars: int = Field(2000, ge=1, le=100_000)
+    max_generations: int = Field(
+        4, ge=1, description="generations run at once per worker, each in a thread of its own"
+    )
+    max_generation_queue: int = Field(
+        16, ge=0, description="generations waiting for a slot before 429"
+    )
     api_key: str | None = Field(None, description="when set, required as a Bearer token")
     admin_key: str | None = Field(
         None,

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.errors import Forbidden, NotReady, Unauthorized, UnsupportedMediaType
+from app.middleware import disconnect_probe
 from app.runtime import Runtime
 
 
@@ -60,13 +61,9 @@ async def require_api_key(request: Request) -> None:
 
 
 def client_gone(request: Request) -> Callable[[], bool] | None:
-    """A probe of whether the request's client has disconnected, where the server offers a cheap
-    one: uvicorn flags its request cycle (the owner of ``receive``) ``disconnected`` when the
-    connection drops. None under other servers; their inputs are run even if nobody waits."""
-    cycle = getattr(request.receive, "__self__", None)
-    if cycle is None or not isinstance(getattr(cycle, "disconnected", None), bool):
-        return None
-    return lambda: bool(cycle.disconnected)
+    """A probe of whether the request's client has disconnected (``disconnect_probe``); None
+    under servers other than uvicorn, whose inputs are run even if nobody waits."""
+    return disconnect_probe(request.receive)
 
 
 async def _runtime(request: Request) -> Runtime:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from app.errors import InvalidInput, PayloadTooLarge, UndecodableImage, UnsupportedMediaType
 
@@ -45,7 +45,12 @@ PHOTO_SIDE = 320
 it still spans 32 px here. Large JPEGs are reduced while decoding (libjpeg's DCT scaling)."""
 PHOTO_OVER = 1024
 BYTES_PER_SAMPLE = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I": 4, "F": 4}
-"""Decoded bytes per channel value by Pillow mode; modes not listed hold 8-bit samples."""
+"""Decoded bytes per channel value by Pillow mode; modes not listed hold 8-bit samples (Pillow
+shows 16-bit colour as 8-bit modes: ``sample_bytes`` reads the file's own depth instead)."""
+DECODE_COPIES = 2
+"""OpenCV decodes into a buffer of its own and hands Python a copy: decoding holds two frames
+(measured for PNG, TIFF, BMP and JPEG). A WebP is decoded to full colour first."""
+WEBP_BYTES_PER_PIXEL = 4
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,34 @@ class Upload:
     mode: str
     bands: int
     transparent: bool
+    sample_bytes: int = 1
+    """Bytes per channel value as decoded (2 for 16-bit samples, 4 for 32-bit or float)."""
+
+    @property
+    def kept(self) -> bool:
+        """Whether its samples are decoded as they are (alpha or deep samples), not as grey."""
+        return self.transparent or self.mode not in ("1", "L", "P", "RGB", "YCbCr", "CMYK")
 
     @property
     def decoded_bytes(self) -> int:
-        """Memory the decoded frame takes (every channel at its own depth)."""
-        depth = BYTES_PER_SAMPLE.get(self.mode, 1)
-        return self.width * self.height * max(self.bands, 1) * depth
+        """The most memory decoding and converting it takes, known from the header alone.
+
+        That is twice the frame OpenCV decodes (``DECODE_COPIES``): a JPEG as grey at its
+        reduced scale; alpha or deep samples as they are (every channel at its own depth);
+        anything else as 8-bit grey, a WebP after a full-colour frame. What follows works on the
+        frame reduced to ``PHOTO_SIDE`` at most before any conversion, so it adds no full-size
+        copy (and no float64 one at any size).
+        """
+        if self.format == "JPEG":
+            factor = _jpeg_factor(self)
+            frame = -(-self.width // factor) * -(-self.height // factor)
+            return DECODE_COPIES * frame
+        pixels = self.width * self.height
+        if self.kept:
+            return DECODE_COPIES * pixels * max(self.bands, 1) * self.sample_bytes
+        if self.format == "WEBP":
+            return pixels * (WEBP_BYTES_PER_PIXEL + DECODE_COPIES)
+        return DECODE_COPIES * pixels
 
 
 def sniff(data: bytes) -> str | None:
@@ -106,6 +133,17 @@ def _pillow_format(prefix: bytes) -> str | None:
     return None
 
 
+def sample_bytes(image: Image.Image, fmt: str, data: bytes) -> int:
+    """Bytes per decoded channel value, from the file's header where Pillow's mode hides it."""
+    depth = BYTES_PER_SAMPLE.get(image.mode, 1)
+    if fmt == "PNG" and len(data) > 24:
+        depth = max(depth, data[24] // 8)  # IHDR bit depth: 1, 2, 4, 8 or 16
+    elif fmt == "TIFF" and isinstance(image, TiffImagePlugin.TiffImageFile):
+        bits = image.tag_v2.get(258, (8,))  # BitsPerSample, per channel
+        depth = max(depth, max(bits if isinstance(bits, tuple) else (bits,)) // 8)
+    return max(depth, 1)
+
+
 def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Upload:
     """Identify an upload and read its header (400, 413, 415); no pixel is decoded."""
     if not data:
@@ -128,6 +166,7 @@ def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Uplo
                 mode=image.mode,
                 bands=len(image.getbands()),
                 transparent="transparency" in info or "A" in image.getbands(),
+                sample_bytes=sample_bytes(image, fmt, data),
             )
     except Exception as exc:  # Pillow's header parsers fail in many ways on malformed data
         raise UndecodableImage(f"the data looks like {fmt} but cannot be read: {exc}") from None
@@ -141,27 +180,29 @@ def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Uplo
         )
     if upload.decoded_bytes > max_decoded_bytes:
         raise PayloadTooLarge(
-            f"image is {upload.width} x {upload.height} in mode {upload.mode}: "
-            f"{upload.decoded_bytes:,} bytes decoded, over the limit of {max_decoded_bytes:,}"
+            f"image is {upload.width} x {upload.height} in mode {upload.mode} "
+            f"({upload.sample_bytes * 8}-bit samples): decoding it takes "
+            f"{upload.decoded_bytes:,} bytes, over the limit of {max_decoded_bytes:,}"
         )
     return upload
 
 
-_REDUCED = (
-    (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
-    (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-    (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
-)
+_REDUCED = {
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+}
 
 
-def _jpeg_flag(upload: Upload) -> int:
+def _jpeg_factor(upload: Upload) -> int:
     """Decode a large JPEG at 1/2, 1/4 or 1/8 scale (libjpeg scales in its DCT, far cheaper
     than decoding in full), the largest reduction that keeps the longer side >= PHOTO_SIDE."""
     side = max(upload.width, upload.height)
-    for factor, flag in _REDUCED:
-        if side // factor >= PHOTO_SIDE:
-            return flag
-    return cv2.IMREAD_GRAYSCALE
+    return next((factor for factor in _REDUCED if side // factor >= PHOTO_SIDE), 1)
+
+
+def _jpeg_flag(upload: Upload) -> int:
+    return _REDUCED.get(_jpeg_factor(upload), cv2.IMREAD_GRAYSCALE)
 
 
 _ORIENT = {
@@ -180,10 +221,9 @@ def decode(upload: Upload) -> np.ndarray:
     """The first frame's pixels, upright: H x W (grey) or H x W x C (BGR[A]), at the image's
     own depth (uint8, uint16 or float32). 400 when the decoder fails."""
     buffer = np.frombuffer(upload.data, dtype=np.uint8)
-    keep = upload.transparent or upload.mode not in ("1", "L", "P", "RGB", "YCbCr", "CMYK")
     if upload.format == "JPEG":
         flag = _jpeg_flag(upload)
-    elif keep:
+    elif upload.kept:
         flag = cv2.IMREAD_UNCHANGED  # alpha and deep samples as they are; no EXIF applied
     else:
         flag = cv2.IMREAD_GRAYSCALE
@@ -273,8 +313,9 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def working_size(grey: np.ndarray, limit: int = WORK_SIDE) -> np.ndarray:
-    """The image reduced (area-averaged) so that its longer side is at most ``limit``."""
-    h, w = grey.shape
+    """The image reduced (area-averaged) so that its longer side is at most ``limit``; any
+    depth or number of channels (a NaN or infinite sample stays in the average)."""
+    h, w = grey.shape[:2]
     side = max(h, w)
     if side <= limit:
         return grey
@@ -283,8 +324,21 @@ def working_size(grey: np.ndarray, limit: int = WORK_SIDE) -> np.ndarray:
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
 
+REDUCIBLE = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+"""Depths OpenCV area-averages (it refuses 32-bit integers, which go through as they are)."""
+
+
 def grey_pixels(upload: Upload) -> np.ndarray:
     """An opened upload decoded to 8-bit grey at working size: ``decode``, ``to_grey``,
-    ``working_size``."""
-    photo = max(upload.width, upload.height) > PHOTO_OVER
-    return working_size(to_grey(decode(upload)), PHOTO_SIDE if photo else WORK_SIDE)
+    ``working_size``. A frame of several channels or deep samples over ``PHOTO_OVER`` px is
+    first reduced to ``PHOTO_SIDE`` as it is, so that no conversion copies it at full size."""
+    side = max(upload.width, upload.height)
+    limit = PHOTO_SIDE if side > PHOTO_OVER else WORK_SIDE
+    pixels = decode(upload)
+    if (
+        side > PHOTO_OVER
+        and pixels.dtype in REDUCIBLE
+        and (pixels.ndim == 3 or pixels.dtype != np.uint8)
+    ):
+        pixels = working_size(pixels, PHOTO_SIDE)
+    return working_size(to_grey(pixels), limit)

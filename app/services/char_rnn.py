@@ -1,6 +1,6 @@
 """Character RNNs: per-step transduction and seeded, streamable generation."""
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import torch
 import torch.nn.functional as F
@@ -64,9 +64,16 @@ class CharModel:
         temperature: float,
         top_k: int | None,
         seed: int | None,
+        *,
+        stop: Callable[[], bool] | None = None,
         chunk_chars: int = 16,
     ) -> Generator[str, None, None]:
-        """Yield generated text in chunks; the same seed gives the same text on a device."""
+        """Yield generated text in chunks; the same seed gives the same text on a device.
+
+        Every step enters inference mode itself (the mode belongs to a thread, and whoever
+        advances this generator may do so from any thread) and first asks ``stop``, so a
+        generation nobody waits for ends within one step.
+        """
         context = self.encode(prompt or "\n", "prompt")
         generator = torch.Generator(device="cpu")
         if seed is None:
@@ -78,17 +85,21 @@ class CharModel:
         chunk: list[str] = []
         with torch.inference_mode():
             logits, hidden = self.model(context, hidden)
-            for _ in range(max_chars):
+        for _ in range(max_chars):
+            if stop is not None and stop():
+                return
+            with torch.inference_mode():
                 scores = logits[0, -1].double().cpu() / max(temperature, MIN_TEMPERATURE)  # V
                 if k is not None:
                     kth = scores.topk(k).values[-1]
                     scores = scores.masked_fill(scores < kth, float("-inf"))
-                choice = int(torch.multinomial(F.softmax(scores, dim=-1), 1, generator=generator))
-                chunk.append(self.vocab[choice])
-                if len(chunk) >= chunk_chars:
-                    yield "".join(chunk)
-                    chunk = []
+                probs = F.softmax(scores, dim=-1)
+                choice = int(torch.multinomial(probs, 1, generator=generator))
                 step = torch.tensor([[choice]], device=self.device)
                 logits, hidden = self.model(step, hidden)
+            chunk.append(self.vocab[choice])
+            if len(chunk) >= chunk_chars:
+                yield "".join(chunk)
+                chunk = []
         if chunk:
             yield "".join(chunk)

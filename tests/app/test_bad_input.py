@@ -233,3 +233,39 @@ async def test_traversal_attempts_in_names_are_refused(
     response = await getattr(client, method)(path, **kw)
     assert response.status_code in (404, 422)
     assert_problem(response, response.status_code)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/classify-name", b'{"name": "\\ud800"}'),
+        ("/classify-name", b'{"name": "Sm\\udfffith"}'),
+        ("/classify-name", b'{"name": "Smith", "top_k": "\\ud800"}'),
+        ("/classify-name", b'{"\\ud800": 1, "name": "Smith"}'),
+        ("/classify-name/batch", b'{"names": ["Smith", "Sm\\udfffith"]}'),
+        ("/classify-name/batch", b'{"names": ["\\ud800"], "\\udc00": 2}'),
+        ("/char-rnn/transduce", b'{"text": "hel\\ud800lo"}'),
+        ("/char-rnn/transduce", b'{"text": "hello", "model": "\\ud800"}'),
+        ("/char-rnn/generate", b'{"prompt": "\\ud800"}'),
+        ("/char-rnn/generate", b'{"prompt": "A", "model": "\\ud800"}'),
+    ],
+)
+async def test_lone_surrogates_are_refused_before_the_model(
+    client: httpx.AsyncClient, path: str, raw: bytes
+) -> None:
+    """``"\\ud800"`` is valid JSON but no character: a 422 that shows it escaped, never a 500."""
+    response = await client.post(path, content=raw, headers=JSON)
+    body = assert_problem(response, 422)
+    assert "\ud800" not in response.text and "\udfff" not in str(body)
+    await still_serving(client)
+
+
+async def test_nan_and_infinite_pixels_are_a_422(client: httpx.AsyncClient) -> None:
+    for bad in (np.nan, np.inf, -np.inf):
+        pixels = np.zeros((28, 28), dtype=np.float32)
+        pixels[6:22, 12:16] = 1.0
+        pixels[0, 0] = bad
+        tiff = _encoded(Image.fromarray(pixels, mode="F"), "TIFF")
+        response = await client.post("/digit", files={"file": ("x.tif", tiff, "image/tiff")})
+        assert "NaN or infinite" in assert_problem(response, 422)["detail"]
+    await still_serving(client)

@@ -1,6 +1,7 @@
 """A client that hangs up while its input waits for the model costs the model nothing (uvicorn)."""
 
 import io
+import json
 import socket
 import threading
 import time
@@ -55,7 +56,7 @@ def served(tiny_weights: Path) -> Iterator[tuple[uvicorn.Server, int]]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
-    _wait_for(lambda: server.started, "the server to start")
+    _wait_for(lambda: server.started, "the server to start", 90)
     yield server, listener.getsockname()[1]
     server.should_exit = True
     thread.join(10)
@@ -91,3 +92,45 @@ def test_a_queued_input_whose_client_hung_up_never_reaches_the_model(
     assert answer.startswith(b"HTTP/1.1 200")
     _wait_for(lambda: batcher.stats.dropped == 1, "the dropped input to be counted")
     assert seen == [1]  # the model ran the first request only
+
+
+class _SlowSteps:
+    """A char-RNN whose every step takes a few milliseconds and is counted."""
+
+    def __init__(self, model: object, seconds: float = 0.004) -> None:
+        self.model, self.seconds, self.steps = model, seconds, 0
+
+    def __call__(self, *args: object) -> object:
+        self.steps += 1
+        time.sleep(self.seconds)
+        return self.model(*args)  # type: ignore[operator]
+
+
+def _generate_request(stream: bool) -> bytes:
+    body = json.dumps({"prompt": "A", "max_chars": 2000, "seed": 1, "stream": stream}).encode()
+    head = (
+        "POST /char-rnn/generate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_a_generation_stops_when_its_client_leaves(
+    served: tuple[uvicorn.Server, int], stream: bool
+) -> None:
+    server, port = served
+    app = server.config.loaded_app.app  # type: ignore[attr-defined]
+    runtime = app.state.runtime
+    char = runtime.chars["char-rnn-shakespeare"]
+    slow = _SlowSteps(char.model)
+    char.model = slow
+    admission = runtime.generations.admission
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(_generate_request(stream))
+        _wait_for(lambda: slow.steps > 20, "the generation to start")
+    _wait_for(lambda: admission.running == 0, "the generation to stop and free its slot")
+    assert slow.steps < 1000  # 2,000 steps would have been taken without a stop
+    if not stream:
+        requests = app.state.metrics.requests.labels("POST", "/char-rnn/generate", "499")
+        _wait_for(lambda: requests._value.get() == 1, "the request to be counted as a 499")

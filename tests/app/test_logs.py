@@ -60,3 +60,35 @@ async def test_buffered_lines_are_written_within_the_flush_interval(stderr: io.S
         assert _lines(stderr) == [("INFO", "GET /healthz 200 0.1 ms", "-")]
     finally:
         flusher.cancel()
+
+
+FORGED = "GET /healthz\n2026-01-01 00:00:00,000 INFO app.access [x] GET /admin 200\x1b[2J\r\u2028"
+
+
+def test_what_a_client_chose_cannot_forge_a_json_line(stderr: io.StringIO) -> None:
+    logging.getLogger("app.access").warning("%s 404 0.1 ms", FORGED)
+    assert _lines(stderr) == [("WARNING", f"{FORGED} 404 0.1 ms", "-")]  # one line, exact
+
+
+def test_what_a_client_chose_is_escaped_in_a_text_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = logging.getLogger("app")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers = []
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    try:
+        configure_logging("text", "info")
+        logging.getLogger("app.access").warning("%s 404 0.1 ms", FORGED)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("app.errors").exception("unhandled\nerror")
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved
+    first, second, *traceback = stream.getvalue().splitlines()
+    assert first.endswith(
+        "GET /healthz\\n2026-01-01 00:00:00,000 INFO app.access [x] GET /admin 200\\x1b[2J\\r"
+        "\\u2028 404 0.1 ms"
+    )
+    assert second.endswith("unhandled\\nerror")
+    assert traceback[0] == "Traceback (most recent call last):"  # still readable

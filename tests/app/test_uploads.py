@@ -7,6 +7,7 @@ import time
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -351,3 +352,23 @@ def test_to_png(reference: np.ndarray) -> None:
     back = Image.open(io.BytesIO(png))
     assert back.format == "PNG" and back.mode == "L" and back.size == (28, 28)
     assert np.abs(np.asarray(back) / 255 - reference).max() <= 0.5 / 255 + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("pixels", "fmt", "bytes_per_pixel"),
+    [
+        (np.zeros((50, 40, 4), np.uint16), ".png", 2 * 4 * 2),  # Pillow calls it 8-bit RGBA
+        (np.zeros((50, 40), np.uint16), ".png", 2 * 2),
+        (np.zeros((50, 40), np.float32), ".tiff", 2 * 4),
+        (np.zeros((50, 40, 3), np.uint8), ".png", 2 * 1),  # decoded as grey
+        (np.zeros((50, 40, 3), np.uint8), ".webp", 4 + 2),  # full colour first
+    ],
+)
+def test_the_decoded_size_is_known_at_its_true_depth_before_decoding(
+    pixels: np.ndarray, fmt: str, bytes_per_pixel: int
+) -> None:
+    data = cv2.imencode(fmt, pixels)[1].tobytes()
+    upload = open_upload(data, max_pixels=10_000, max_decoded_bytes=1 << 20)
+    assert upload.decoded_bytes == 50 * 40 * bytes_per_pixel
+    with pytest.raises(PayloadTooLarge, match="over the limit of 1,000"):
+        open_upload(data, max_pixels=10_000, max_decoded_bytes=1000)

@@ -7,7 +7,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import RuntimeDep, require_json
+from app.api.deps import RuntimeDep, client_gone, require_json
 from app.api.responses import problems
 from app.errors import InvalidInput
 from app.schemas import GenerateRequest, GenerateResponse, TransduceRequest, TransduceResponse
@@ -28,7 +28,7 @@ async def transduce(body: TransduceRequest, runtime: RuntimeDep) -> TransduceRes
     "/generate",
     response_model=GenerateResponse,
     responses={
-        **problems(400, 413, 415, 422, 503),
+        **problems(400, 413, 415, 422, 429, 503, 504),
         200: {
             "content": {
                 "text/event-stream": {
@@ -51,23 +51,19 @@ async def generate(
     if body.max_chars > cap:
         raise InvalidInput(f"max_chars is {body.max_chars}; this server generates at most {cap}")
     model.encode(body.prompt, "prompt")
-    chunks = model.generate(body.prompt, body.max_chars, body.temperature, body.top_k, body.seed)
+    generations = runtime.generation()
     if not body.stream:
-        text = await anyio.to_thread.run_sync(lambda: "".join(chunks))
+        text = await generations.generate(model, body, client_gone(request))
         return GenerateResponse(text=text, model=body.model)
+    generation = await generations.start(model, body, client_gone(request))
 
     async def events() -> AsyncIterator[str]:
         sent = 0
-        try:
-            while True:
-                chunk = await anyio.to_thread.run_sync(next, chunks, None)
-                if chunk is None or await request.is_disconnected():
-                    break
-                sent += len(chunk)
-                yield f"event: chunk\ndata: {json.dumps({'text': chunk})}\n\n"
+        async for chunk in generation.chunks():
+            sent += len(chunk)
+            yield f"event: chunk\ndata: {json.dumps({'text': chunk})}\n\n"
+        if not generation.cut:
             yield f"event: done\ndata: {json.dumps({'model': body.model, 'chars': sent})}\n\n"
-        finally:
-            chunks.close()
 
     return StreamingResponse(
         events(),

@@ -1,0 +1,133 @@
+"""Generations: admitted through a bounded gate, each run whole in one thread of its own.
+
+A generation is thousands of model steps that cannot be batched with others', so it is bounded
+as a unit: at most ``limit`` run at once (each in its own thread, where every step enters
+inference mode), ``queue`` more wait, the rest are refused (429). Its chunks reach the event
+loop through a queue. It stops within one step when its client goes, when its reader stops
+reading (a stream whose response was cancelled) or, for a plain request, at the deadline.
+"""
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from app.admission import Admission
+from app.errors import ClientClosedRequest, DeadlineExceeded
+from app.schemas import GenerateRequest
+from app.services.char_rnn import CharModel
+
+_END, _CUT = object(), object()
+
+
+class Generation:
+    """One generation running in a worker thread; read its text with ``chunks`` or ``text``."""
+
+    def __init__(self, gone: Callable[[], bool] | None) -> None:
+        self.gone = gone
+        self._stop = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self.cut = False
+        """Whether it ended before its last character (stopped, or its client went)."""
+
+    def stopped(self) -> bool:
+        """Whether to stop before the next step: told to, or the client has gone."""
+        return self._stop.is_set() or (self.gone is not None and self.gone())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, steps: Iterator[str]) -> None:
+        """In the worker thread: drive ``steps`` to its end, handing each chunk to the loop."""
+        end: object = _END
+        try:
+            for chunk in steps:
+                self._put(chunk)
+            if self.stopped():
+                end = _CUT
+        except Exception as exc:  # raised again on the loop, by the reader
+            end = exc
+        self._put(end)
+
+    def _put(self, item: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody reads any more
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def chunks(self) -> AsyncIterator[str]:
+        """The chunks as they come; leaving early (or being cancelled) stops the generation."""
+        ended = False
+        try:
+            while (item := await self._queue.get()) not in (_END, _CUT):
+                if isinstance(item, Exception):
+                    raise item
+                yield str(item)
+            ended, self.cut = True, item is _CUT
+        finally:
+            if not ended:
+                self.stop()
+
+    async def text(self, deadline: float) -> str:
+        """All of it (504 at ``deadline``, on the loop's clock; 499 when the client left)."""
+        parts: list[str] = []
+        try:
+            async with asyncio.timeout_at(deadline):
+                async for chunk in self.chunks():
+                    parts.append(chunk)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"generation unfinished after {len(''.join(parts))} characters at the deadline; "
+                "ask for fewer characters or retry"
+            ) from None
+        if self.cut:
+            raise ClientClosedRequest("the client went away; generation stopped")
+        return "".join(parts)
+
+
+class Generations:
+    """The gate and the threads that every generation of this process goes through."""
+
+    def __init__(self, *, limit: int, queue: int, timeout_s: float) -> None:
+        self.admission = Admission("generation", limit=limit, queue=queue, timeout_s=timeout_s)
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(limit, thread_name_prefix="generate")
+        self._running: set[Generation] = set()
+
+    async def start(
+        self, model: CharModel, body: GenerateRequest, gone: Callable[[], bool] | None
+    ) -> Generation:
+        """Admit one generation (429, 504) and start it in a thread of its own."""
+        entered = await self.admission.enter()
+        generation = Generation(gone)
+        steps = model.generate(
+            body.prompt,
+            body.max_chars,
+            body.temperature,
+            body.top_k,
+            body.seed,
+            stop=generation.stopped,
+        )
+        self._running.add(generation)
+
+        def finished(_: object) -> None:
+            self._running.discard(generation)
+            self.admission.leave(entered)
+
+        future = asyncio.get_running_loop().run_in_executor(self._pool, generation.run, steps)
+        future.add_done_callback(finished)
+        return generation
+
+    async def generate(
+        self, model: CharModel, body: GenerateRequest, gone: Callable[[], bool] | None
+    ) -> str:
+        """A whole generation, within the deadline counted from now (429, 499, 504)."""
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        generation = await self.start(model, body, gone)  # waits at most timeout_s
+        return await generation.text(deadline)
+
+    def close(self) -> None:
+        """At shutdown: stop every generation and let the threads go."""
+        for generation in list(self._running):
+            generation.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,95 @@
+"""Generation goes through admission like the batched models: a bounded number at once, 429
+with Retry-After beyond the queue, 504 at the deadline."""
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from app.settings import Settings
+from tests.app.test_api import assert_problem
+
+pytestmark = pytest.mark.anyio
+BODY = {"prompt": "A", "max_chars": 2000, "seed": 1}
+
+
+async def test_generations_beyond_the_queue_are_refused_with_retry_after(
+    settings: Settings, make_client: Any
+) -> None:
+    one = settings.model_copy(update={"max_generations": 1, "max_generation_queue": 0})
+    async with make_client(one) as client:
+        admission = client._transport.app.state.runtime.generations.admission
+        entered = await admission.enter()  # the one slot is taken
+        for stream in (False, True):
+            response = await client.post("/char-rnn/generate", json={**BODY, "stream": stream})
+            assert_problem(response, 429)
+            assert int(response.headers["retry-after"]) >= 1
+        admission.leave(entered)
+        assert (await client.post("/char-rnn/generate", json=BODY)).status_code == 200
+
+
+async def test_a_generation_waiting_past_the_deadline_is_a_504(
+    settings: Settings, make_client: Any
+) -> None:
+    short = settings.model_copy(
+        update={"max_generations": 1, "max_generation_queue": 4, "request_timeout_s": 0.2}
+    )
+    async with make_client(short) as client:
+        admission = client._transport.app.state.runtime.generations.admission
+        entered = await admission.enter()
+        assert_problem(await client.post("/char-rnn/generate", json=BODY), 504)
+        assert admission.waiting == 0
+        admission.leave(entered)
+        assert admission.running == 0
+
+
+async def test_a_plain_generation_past_the_deadline_is_a_504_and_stops(
+    settings: Settings, make_client: Any
+) -> None:
+    short = settings.model_copy(update={"request_timeout_s": 0.3})
+    async with make_client(short) as client:
+        runtime = client._transport.app.state.runtime
+        char = runtime.chars["char-rnn-shakespeare"]
+        model, steps = char.model, []
+
+        def slow(*args: object) -> object:
+            steps.append(1)
+            time.sleep(0.005)
+            return model(*args)
+
+        char.model = slow
+        response = await client.post("/char-rnn/generate", json=BODY)
+        assert "deadline" in assert_problem(response, 504)["detail"]
+        deadline = time.monotonic() + 5
+        while runtime.generations.admission.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert runtime.generations.admission.running == 0
+        assert len(steps) < 1000
+
+
+async def test_a_full_queue_refuses_at_the_door_before_the_body_is_read(
+    settings: Settings, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = settings.model_copy(
+        update={"max_queue": 1, "max_generations": 1, "max_generation_queue": 0}
+    )
+    async with make_client(one) as client:
+        runtime = client._transport.app.state.runtime
+        batcher = runtime.batchers["name-gru"]
+        await batcher.stop()  # nothing takes from the queue now
+        batcher.queue.put_nowait(object())
+        admission = runtime.generations.admission
+        entered = await admission.enter()
+        not_json = {"content": b"{not even JSON", "headers": {"content-type": "application/json"}}
+        for path in ("/classify-name", "/classify-name/batch", "/char-rnn/generate"):
+            for _ in range(3):
+                refused = await client.post(path, **not_json)  # a 400 if it were read
+                assert_problem(refused, 429)
+                assert int(refused.headers["retry-after"]) >= 1
+        metrics = (await client.get("/metrics")).text
+        assert 'route="/classify-name",status="429"} 3.0' in metrics
+        refusals = [r for r in caplog.records if r.name == "app.access" and "429" in r.message]
+        assert len(refusals) == 1 and "refusing requests with 429" in refusals[0].message
+        admission.leave(entered)
+        assert (await client.post("/char-rnn/generate", json=BODY)).status_code == 200
