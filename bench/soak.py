@@ -1,14 +1,17 @@
 """``make soak``: mixed traffic at concurrency 64 for a set time, plus a decompression bomb.
 
-Starts the service as ``make serve`` would, measures its idle RSS, sends a ~1 MB PNG that
-declares 30000 x 30000 pixels and checks the peak RSS, then runs digits, names, generation and
-some bad requests for ``--minutes`` and reports requests, statuses, unexpected answers, p50/p99
-latency and RSS at minute 1 and at the end.
+Starts the service as ``make serve`` would (``python -m app``), measures its idle RSS, sends a
+~1 MB PNG that declares 30000 x 30000 pixels and checks the peak RSS, then runs digits, names,
+generation, bad requests and hostile or careless clients (lone surrogates in JSON, NaN pixels,
+16-bit uploads, oversized headers, clients that leave mid-upload or mid-stream) for
+``--minutes`` and reports requests, statuses, unexpected answers, p50/p99 latency and RSS at
+minute 1 and at the end.
 """
 
 import argparse
 import asyncio
 import io
+import json
 import os
 import random
 import re
@@ -23,6 +26,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import httpx
+import numpy as np
 from PIL import Image
 
 from app.memory import ALLOCATOR_ENV
@@ -119,10 +123,93 @@ def traffic() -> list[tuple[str, dict[str, object], set[int]]]:
         ({"method": "GET", "url": "/models/nope"}, {404}),
     ]
     out += [("bad", kw, expected) for kw, expected in bad * 12]
+    json_headers = {"content-type": "application/json"}
+    hostile = [
+        (
+            {
+                "method": "POST",
+                "url": "/classify-name",
+                "content": b'{"name": "\\ud800"}',
+                "headers": json_headers,
+            },
+            {422},
+        ),
+        (
+            {
+                "method": "POST",
+                "url": "/classify-name/batch",
+                "content": b'{"names": ["Smith", "\\udfff"]}',
+                "headers": json_headers,
+            },
+            {422},
+        ),
+        (
+            {"method": "POST", "url": "/digit", "files": {"file": ("n.tif", nan_tiff(), "")}},
+            {422},
+        ),
+        (
+            {"method": "POST", "url": "/digit", "files": {"file": ("d.png", deep_png(), "")}},
+            {200},
+        ),
+        ({"method": "GET", "url": "/healthz", "headers": {"x-filler": "x" * 70_000}}, {431}),
+    ]
+    out += [("hostile", kw, expected) for kw, expected in hostile * 6]
     return out
 
 
-async def soak(base: str, seconds: float, concurrency: int, pid: int) -> dict[str, object]:
+def nan_tiff() -> bytes:
+    """A float TIFF whose pixels are NaN."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64), np.nan, dtype=np.float32)).save(buf, format="TIFF")
+    return buf.getvalue()
+
+
+def deep_png() -> bytes:
+    """A 16-bit greyscale 600 x 600 PNG of a dark 7 on light paper."""
+    page = np.full((600, 600), 60_000, dtype=np.uint16)
+    page[150:190, 150:450] = 3_000
+    page[190:450, 380:420] = 3_000
+    buf = io.BytesIO()
+    Image.fromarray(page).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+async def leave_early(host: str, port: int, end: float) -> Counter[str]:
+    """Clients that go away: an upload cut off half-way, a stream closed after its first chunk.
+    The server must take them as 499s and keep answering everyone else."""
+    left: Counter[str] = Counter()
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n\r\n'
+    upload = (
+        b"POST /digit HTTP/1.1\r\nHost: soak\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: 100000\r\n\r\n" + body + b"\x89PNG" + b"\0" * 2000
+    )
+    stream = json.dumps({"prompt": "KING:", "max_chars": 2000, "stream": True}).encode()
+    generate = (
+        b"POST /char-rnn/generate HTTP/1.1\r\nHost: soak\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: " + str(len(stream)).encode() + b"\r\n\r\n" + stream
+    )
+    while time.perf_counter() < end:
+        for kind, request in (("upload", upload), ("stream", generate)):
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(request)
+                await writer.drain()
+                if kind == "stream":
+                    await asyncio.wait_for(reader.read(200), 10)
+                writer.close()
+                await writer.wait_closed()
+                left[kind] += 1
+            except (OSError, TimeoutError):
+                left[f"{kind} failed to connect or answer"] += 1
+        await asyncio.sleep(0.5)
+    return left
+
+
+async def soak(
+    base: str, port: int, seconds: float, concurrency: int, pid: int
+) -> dict[str, object]:
     pool = traffic()
     statuses: Counter[int] = Counter()
     unexpected: Counter[str] = Counter()
@@ -156,13 +243,18 @@ async def soak(base: str, seconds: float, concurrency: int, pid: int) -> dict[st
     # on a connection the server is closing.
     limits = httpx.Limits(max_connections=concurrency, keepalive_expiry=3)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        await asyncio.gather(sample_rss(), *(worker(client) for _ in range(concurrency)))
+        *_, left = await asyncio.gather(
+            sample_rss(),
+            *(worker(client) for _ in range(concurrency)),
+            leave_early("127.0.0.1", port, end),
+        )
     at_minute_1 = next((m for t, m in rss if t >= min(60, seconds / 5)), rss[0][1])
     return {
         "seconds": round(time.perf_counter() - started),
         "requests": sum(statuses.values()),
         "statuses": dict(sorted(statuses.items())),
         "unexpected": dict(unexpected),
+        "left_early": dict(left),
         "latency_ms": {
             k: {
                 "p50": round(statistics.median(v), 1),
@@ -187,19 +279,15 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-m", "app"],
         cwd=ROOT,
-        env={**os.environ, **ALLOCATOR_ENV, "TINYZOO_LOG_LEVEL": "WARNING"},  # as shipped
+        env={
+            **os.environ,
+            **ALLOCATOR_ENV,  # as shipped
+            "TINYZOO_PORT": str(port),
+            "TINYZOO_THREADS": "1",
+            "TINYZOO_LOG_LEVEL": "WARNING",
+        },
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -218,7 +306,7 @@ def main() -> None:
             f"{r.json()['detail']!r}; idle RSS {idle:.0f} MB, peak RSS {peak:.0f} MB "
             f"(+{peak - idle:.0f} MB)"
         )
-        report = asyncio.run(soak(base, args.minutes * 60, args.concurrency, proc.pid))
+        report = asyncio.run(soak(base, port, args.minutes * 60, args.concurrency, proc.pid))
         for key, value in report.items():
             print(f"{key}: {value}")
     finally:
