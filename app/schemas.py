@@ -118,6 +118,12 @@ class DigitResponse(BaseModel):
     image: str | None = Field(
         None, description="with debug=true: the 28x28 input the model saw, as a PNG data URL"
     )
+    abstained: bool | None = Field(
+        None,
+        description="with answer_anyway=true: whether the model abstains, that is the upload "
+        "does not look like a digit to it (without answer_anyway such an upload is a 422)",
+    )
+    reason: str | None = Field(None, description="why the model abstains, when it does")
 
 
 class TransduceRequest(BaseModel):

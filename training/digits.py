@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,8 +11,10 @@ from torch import nn
 from tqdm import tqdm
 
 from models import InceptionNet, InceptionNetConfig, ResNet, ResNetConfig
+from models.checkpoint import load_checkpoint
 from training.common import History, Run, apply_overrides, seed_everything
 from training.data import MnistSplit, checksums, load_mnist, mnist_paths
+from training.outliers import outliers as make_outliers
 
 MEAN, STD = 0.1307, 0.3081
 LABELS = [str(d) for d in range(10)]
@@ -45,6 +48,10 @@ class DigitRecipe:
     ema_decay: float = 0.0  # exponential moving average of the weights; 0 = off
     val_size: int = 0  # carved from train for model selection; 0 = none
     train_limit: int = 0  # use only this many training images (0 = all), for quick runs
+    outliers: int = 0  # pool of generated non-digits (training.outliers) for outlier exposure
+    outlier_batch: int = 64  # outliers beside each batch of digits
+    outlier_weight: float = 0.5  # weight of their loss: cross-entropy to the even spread
+    init: str = ""  # start from this checkpoint's weights (a folder), to fine-tune; "" = random
 
 
 RECIPES = {
@@ -60,6 +67,7 @@ RECIPES = {
         augment=True,
         ema_decay=0.999,
         val_size=5000,
+        outliers=30_000,
     ),
 }
 
@@ -122,6 +130,11 @@ def train_digits(run: Run) -> dict[str, Any]:
     gen = seed_everything(run.seed)
     config = config_cls()
     model = module_cls(config).to(run.device)
+    if recipe.init:  # fine-tune: the same architecture and config, its weights as the start
+        start = load_checkpoint(Path(recipe.init), run.device)
+        config = config_cls(**start.card["config"])
+        model = module_cls(config).to(run.device)
+        model.load_state_dict(start.model.state_dict())
 
     train, test = load_mnist(run.data_dir, "train"), load_mnist(run.data_dir, "test")
     if run.dry_run:  # one batch, and a quick look at a slice of the held-out set
@@ -132,6 +145,12 @@ def train_digits(run: Run) -> dict[str, Any]:
         train_idx = train_idx[: recipe.train_limit]
     x_train = (train.images[train_idx].float() / 255.0).unsqueeze(1).to(run.device)
     y_train = train.labels[train_idx].to(run.device)
+    pool = min(recipe.outliers, recipe.outlier_batch) if run.dry_run else recipe.outliers
+    x_out = (
+        torch.from_numpy(make_outliers(pool, seed=run.seed)).float().div(255)[:, None]
+        if pool
+        else None
+    )  # N x 1 x 28 x 28
     job = run.dist
     steps_per_epoch = math.ceil(len(x_train) // job.world / recipe.batch_size)
     if run.dry_run:
@@ -178,8 +197,17 @@ def train_digits(run: Run) -> dict[str, Any]:
             x, y = x_train[idx], y_train[idx]
             if recipe.augment:
                 x = augment(x, augment_gen)
-            logits = trained((x - MEAN) / STD)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            if x_out is not None:  # outlier exposure: digits, then non-digits, in one pass
+                pick = torch.randint(len(x_out), (recipe.outlier_batch,), generator=augment_gen)
+                odd = augment(x_out[pick].to(run.device), augment_gen)
+                logits = trained((torch.cat([x, odd]) - MEAN) / STD)
+                logits, odd_logits = logits[: len(x)], logits[len(x) :]
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+                spread = -F.log_softmax(odd_logits, dim=1).mean()
+                loss = loss + recipe.outlier_weight * spread
+            else:
+                logits = trained((x - MEAN) / STD)
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

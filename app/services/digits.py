@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from app.batching import Batcher
-from app.errors import ModelUnavailable
+from app.errors import ModelUnavailable, NoDigitFound
 from app.preprocessing import digits, uploads
 from app.schemas import DigitResponse
 from app.services.common import Answer, top_predictions
@@ -79,6 +79,9 @@ class DigitService:
         pre = checkpoint.card["preprocessing"]
         self.mean, self.std = float(pre["mean"]), float(pre["std"])
         self.labels: list[str] = list(checkpoint.card["labels"])
+        abstention = checkpoint.card.get("abstention") or {}
+        self.abstain_below: float | None = abstention.get("threshold")
+        """Top probabilities under this mean "not a digit" (the card's ``abstention``)."""
         self.batcher: Batcher[np.ndarray, Answer] | None = None
         self.cpu_limiter: anyio.CapacityLimiter | None = None
 
@@ -119,8 +122,32 @@ class DigitService:
             probs: list[list[float]] = F.softmax(logits.float(), dim=1).tolist()
             return probs
 
-    def encode(self, answer: Answer, top_k: int, image: np.ndarray | None = None) -> DigitResponse:
-        """Probabilities -> the response: the best digit first, and the input if asked for."""
+    def doubt(self, probs: Sequence[float]) -> str | None:
+        """Why an answer is not given (the top probability is under the card's abstention
+        threshold: the upload does not look like a digit to this net), or None."""
+        top = max(probs)
+        if self.abstain_below is None or top >= self.abstain_below:
+            return None
+        best = self.labels[probs.index(top)]
+        return (
+            f"no digit found: this does not look like a handwritten digit to {self.name} "
+            f"(its best guess, {best}, has probability {top:.2f}; it answers from "
+            f"{self.abstain_below:.2f}); add answer_anyway=true to get its guess"
+        )
+
+    def encode(
+        self,
+        answer: Answer,
+        top_k: int,
+        image: np.ndarray | None = None,
+        *,
+        answer_anyway: bool = False,
+    ) -> DigitResponse:
+        """Probabilities -> the response: the best digit first, and the input if asked for.
+        An answer the net abstains from is a 422, or flagged when ``answer_anyway``."""
+        reason = self.doubt(answer.probs)
+        if reason is not None and not answer_anyway:
+            raise NoDigitFound(reason)
         predictions = top_predictions(answer.probs, self.labels, top_k)
         return DigitResponse(
             digit=int(predictions[0].label),
@@ -131,6 +158,8 @@ class DigitService:
             image=None
             if image is None
             else "data:image/png;base64," + base64.b64encode(to_png(image)).decode(),
+            abstained=(reason is not None) if answer_anyway else None,
+            reason=reason,
         )
 
     async def prepare_upload(self, data: bytes) -> np.ndarray:
@@ -153,6 +182,7 @@ class DigitService:
         *,
         top_k: int = 3,
         debug: bool = False,
+        answer_anyway: bool = False,
         gone: Callable[[], bool] | None = None,
     ) -> DigitResponse:
         """One upload through decode, preprocess, the batcher and encode."""
@@ -160,4 +190,4 @@ class DigitService:
             raise ModelUnavailable(f"model {self.name!r} is not started on this server")
         image = await self.prepare_upload(data)
         answer = await self.predict(image, gone)
-        return self.encode(answer, top_k, image if debug else None)
+        return self.encode(answer, top_k, image if debug else None, answer_anyway=answer_anyway)

@@ -26,8 +26,17 @@ async def classify_digit(
     model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
     debug: Annotated[bool, Query(description="include the 28x28 input the model saw")] = False,
+    answer_anyway: Annotated[
+        bool,
+        Query(
+            description="answer even an upload that does not look like a digit, flagged "
+            "with abstained=true, instead of a 422"
+        ),
+    ] = False,
 ) -> DigitResponse:
     """Read a handwritten digit from a photo, scan or drawing."""
     service = runtime.digit_service(model)
     data = await file.read()
-    return await service.classify(data, top_k=top_k, debug=debug, gone=client_gone(request))
+    return await service.classify(
+        data, top_k=top_k, debug=debug, answer_anyway=answer_anyway, gone=client_gone(request)
+    )
