@@ -118,7 +118,8 @@ def digit_graph(checkpoint: Checkpoint) -> ExportGraph:
                 "TYPE_FP32",
                 (side, side),
                 description=f"{side}x{side} greyscale in MNIST's form: ink bright on dark, "
-                "centred by its centre of mass, pixel / 255 (0..1)",
+                "centred by its centre of mass, pixel / 255 (0..1); the graph applies the card's "
+                "mean and std itself",
             ),
         ),
         outputs=(_probabilities_spec(card),),

@@ -19,13 +19,15 @@ import torch.nn.functional as F
 import tritonclient
 from google.protobuf import text_format
 
-from models.checkpoint import load_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.name_gru import NameGRU, NameGRUConfig
 from models.text import normalize_name
 from training import export_check
 from training.__main__ import main
 from training.data import load_mnist, load_names
 from training.digits import normalize
-from training.export import EXPORTABLE, ExportError, export_model
+from training.export import EXPORTABLE, ExportError, export_model, write_onnx
+from training.export_graphs import name_graph
 from training.names import encode_batch
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -113,6 +115,25 @@ def test_name_export_matches_the_packed_gru_on_mixed_lengths(
         (got,) = session.run(["probabilities"], {"codes": codes.numpy(), "lengths": lens.numpy()})
         assert got.shape == expected.shape
         assert float(np.abs(got - expected).max()) <= TOLERANCE
+
+
+def test_a_one_direction_three_layer_gru_exports_as_well(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = NameGRUConfig(
+        embedding_dim=12, hidden_size=10, num_layers=3, bidirectional=False, num_classes=4
+    )
+    net = NameGRU(config).eval()
+    with torch.no_grad():
+        net.fc.weight.mul_(20)  # confident answers, so a wrong state shows in the probabilities
+    card = {"name": "tiny", "architecture": "NameGRU", "labels": list("abcd")}
+    write_onnx(name_graph(Checkpoint(net, card)), tmp_path / "tiny.onnx")
+    session = ort.InferenceSession(str(tmp_path / "tiny.onnx"), providers=["CPUExecutionProvider"])
+    codes, lengths = encode_batch(["Li", "Smith", "Abdulrahmanov", "O'Neal", "Wu"])
+    with torch.inference_mode():
+        expected = F.softmax(net(codes, lengths), dim=1).numpy()
+    (got,) = session.run(["probabilities"], {"codes": codes.numpy(), "lengths": lengths.numpy()})
+    assert float(np.abs(got - expected).max()) <= TOLERANCE
+    assert expected.max(1).min() > 0.5
 
 
 def test_a_name_answers_the_same_whatever_the_padding(
