@@ -98,8 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text}")
+    return value
+
+
 def _add_export(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from training.export import EXPORTABLE
+    from training.export_graphs import EXPORTABLE
 
     ex = sub.add_parser(
         "export",
@@ -110,12 +117,15 @@ def _add_export(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     ex.add_argument("--weights", type=Path, default=PROJECT / "weights", help="default: weights/")
     ex.add_argument("--out", type=Path, default=PROJECT / "exports", help="default: exports/")
     ex.add_argument(
-        "--max-batch-size", type=int, default=64, help="Triton's max_batch_size (default 64)"
+        "--max-batch-size",
+        type=_positive,
+        default=64,
+        help="Triton's max_batch_size, also the batch the check runs (default 64)",
     )
-    ex.add_argument("--version", type=int, default=1, help="the version folder (default 1)")
+    ex.add_argument("--version", type=_positive, default=1, help="the version folder (default 1)")
     ex.add_argument(
         "--examples",
-        type=int,
+        type=_positive,
         default=1000,
         help="held-out examples the export is checked on against PyTorch (default 1000)",
     )

@@ -20,7 +20,13 @@ import torch
 
 from models.checkpoint import Checkpoint, load_checkpoint
 from training.export_check import EXAMPLES, CheckResult, check_onnx
-from training.export_graphs import ExportGraph, digit_graph, name_graph, temperature
+from training.export_graphs import (
+    EXPORTABLE,
+    ExportGraph,
+    digit_graph,
+    name_graph,
+    temperature,
+)
 from training.export_readme import entry_readme
 from training.triton import calibration_parameter, config_pbtxt, write_repository_entry
 
@@ -29,9 +35,11 @@ GRAPHS: dict[str, Callable[[Checkpoint], ExportGraph]] = {
     "InceptionNet": digit_graph,
     "NameGRU": name_graph,
 }
-EXPORTABLE = ("digit-resnet", "digit-inception", "name-gru")
 OPSET = 20
 """ONNX opset of the exported graphs (ONNX Runtime 1.17 and later, Triton 24.02 and later)."""
+
+
+__all__ = ["EXPORTABLE", "ExportError", "ExportResult", "export_model", "report", "write_onnx"]
 
 
 class ExportError(Exception):

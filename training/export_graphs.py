@@ -26,6 +26,8 @@ from models.checkpoint import Checkpoint
 from models.name_gru import NameGRU
 from models.name_gru_onnx import NameGRUForExport
 
+EXPORTABLE = ("digit-resnet", "digit-inception", "name-gru")
+"""The classifiers ``python -m training export`` writes."""
 BATCH = Dim("batch")
 STEPS = Dim("steps")
 

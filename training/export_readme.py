@@ -23,7 +23,7 @@ def _calibration(card: dict[str, Any]) -> str:
     if temp is not None:
         return (
             f"Temperature scaling, applied inside the graph: softmax(logits / {temp:g}). "
-            "The probabilities are the calibrated ones the service answers with."
+            "The probabilities are the calibrated ones."
         )
     return (
         "**Not applied inside the graph**: the probabilities are the plain softmax of the "

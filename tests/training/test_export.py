@@ -229,3 +229,16 @@ def test_an_export_that_does_not_match_replaces_nothing(
         export_model("digit-resnet", WEIGHTS, out, data_dir, examples=50)
     assert (out / "digit-resnet" / "config.pbtxt").read_text() == "the previous export"
     assert sorted(p.name for p in out.iterdir()) == ["digit-resnet"]
+
+
+def test_without_the_data_the_check_runs_on_seeded_random_inputs(tmp_path: Path) -> None:
+    names, source = export_check.held_out_names(tmp_path, 300)
+    assert source == "random names (no names data)"
+    assert len(names) == 300 and len({len(n) for n in names}) > 10
+    assert names == export_check.held_out_names(tmp_path, 300)[0]
+    checkpoint = load_checkpoint(WEIGHTS / "digit-resnet")
+    batches, source = export_check.digit_batches(checkpoint, tmp_path, batch_size=64, n=100)
+    assert source.startswith("random")
+    feeds = list(batches)
+    assert [len(feed["pixels"]) for feed, _ in feeds] == [64, 36]
+    assert all(torch.allclose(ref.sum(1), torch.ones(len(ref))) for _, ref in feeds)
