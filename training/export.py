@@ -36,7 +36,8 @@ GRAPHS: dict[str, Callable[[Checkpoint], ExportGraph]] = {
     "NameGRU": name_graph,
 }
 OPSET = 20
-"""ONNX opset of the exported graphs (ONNX Runtime 1.17 and later, Triton 24.02 and later)."""
+"""ONNX opset of the exported graphs: ONNX Runtime 1.17 and later run it (so must a Triton
+server's ONNX Runtime backend)."""
 
 
 __all__ = ["EXPORTABLE", "ExportError", "ExportResult", "export_model", "report", "write_onnx"]
