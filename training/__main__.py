@@ -1,4 +1,4 @@
-"""Command line: ``python -m training NAME``, ``... evaluate NAME`` and ``... hello``."""
+"""Command line: ``python -m training NAME``, ``... evaluate|export NAME`` and ``... hello``."""
 
 import argparse
 import json
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("name", choices=MODEL_NAMES, help="the model to evaluate")
     ev.add_argument("--weights", type=Path, default=PROJECT / "weights", help="default: weights/")
     _add_common(ev)
+    _add_export(sub)
     hello = sub.add_parser("hello", help="the lecture-12 'hello' -> 'ohlol' walkthroughs")
     hello.add_argument(
         "--variant",
@@ -97,6 +98,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text}")
+    return value
+
+
+def _add_export(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from training.export_graphs import EXPORTABLE
+
+    ex = sub.add_parser(
+        "export",
+        help="a classifier as a Triton model repository entry (ONNX), checked against PyTorch",
+    )
+    ex.add_argument("name", choices=(*EXPORTABLE, "all"), help="the model to export, or all")
+    ex.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the default)")
+    ex.add_argument("--weights", type=Path, default=PROJECT / "weights", help="default: weights/")
+    ex.add_argument("--out", type=Path, default=PROJECT / "exports", help="default: exports/")
+    ex.add_argument(
+        "--max-batch-size",
+        type=_positive,
+        default=64,
+        help="Triton's max_batch_size, also the batch the check runs (default 64)",
+    )
+    ex.add_argument("--version", type=_positive, default=1, help="the version folder (default 1)")
+    ex.add_argument(
+        "--examples",
+        type=_positive,
+        default=1000,
+        help="held-out examples the export is checked on against PyTorch (default 1000)",
+    )
+    ex.add_argument(
+        "--data-dir", type=Path, default=None, help="default: $TINYZOO_DATA_DIR or ../shared/data"
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from models.checkpoint import CheckpointError
+    from training.export import EXPORTABLE, ExportError, export_model, report
+
+    names = EXPORTABLE if args.name == "all" else (args.name,)
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        for name in names:
+            result = export_model(
+                name,
+                args.weights,
+                args.out,
+                data_dir,
+                args.max_batch_size,
+                args.version,
+                args.examples,
+            )
+            print(report(result))
+    except (ExportError, CheckpointError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -105,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
         predicted = run_hello(args.variant, epochs=args.epochs, seed=args.seed)
         return 0 if predicted == "ohlol" else 1
+    if args.command == "export":
+        return _export(args)
     data_dir = args.data_dir or default_data_dir()
     try:
         device = resolve_device(args.device)
