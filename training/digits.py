@@ -130,11 +130,13 @@ def train_digits(run: Run) -> dict[str, Any]:
     gen = seed_everything(run.seed)
     config = config_cls()
     model = module_cls(config).to(run.device)
+    origin: dict[str, Any] = {}
     if recipe.init:  # fine-tune: the same architecture and config, its weights as the start
         start = load_checkpoint(Path(recipe.init), run.device)
         config = config_cls(**start.card["config"])
         model = module_cls(config).to(run.device)
         model.load_state_dict(start.model.state_dict())
+        origin = {"fine_tuned_from": {"weights_sha256": start.card.get("weights_sha256")}}
 
     train, test = load_mnist(run.data_dir, "train"), load_mnist(run.data_dir, "test")
     if run.dry_run:  # one batch, and a quick look at a slice of the held-out set
@@ -252,6 +254,7 @@ def train_digits(run: Run) -> dict[str, Any]:
         },
         "data": {"dir": "mnist", "sha256": checksums(mnist_paths(run.data_dir))},
         "hyperparameters": asdict(recipe),
+        **origin,
         **({"distributed": {"shards": shards}} if job.world > 1 else {}),
     }
     return run.finish(model, card, history)
