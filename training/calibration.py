@@ -19,19 +19,31 @@ does, and keeps every answer's first label."""
 def expected_calibration_error(
     probs: torch.Tensor, targets: torch.Tensor, bins: int = BINS
 ) -> float:
+    """ECE of N x C probabilities against N class indices, on the top probability."""
+    confidence, predicted = probs.double().max(dim=1)  # N
+    return top_label_ece(confidence, predicted == targets, bins)
+
+
+def top_label_ece(confidence: torch.Tensor, correct: torch.Tensor, bins: int = BINS) -> float:
     """ECE: over equal-width bins ``(k/bins, (k+1)/bins]`` of the top probability, the gap
     between mean top probability and accuracy, weighted by the share of examples in the bin.
 
-    ``probs`` is N x C, ``targets`` N class indices."""
-    confidence, predicted = probs.double().max(dim=1)  # N
-    correct = (predicted == targets).double()
+    ``confidence`` is the N top probabilities, ``correct`` whether each top label is right."""
+    confidence = confidence.double()
     which = (confidence * bins).ceil().long().clamp(1, bins) - 1  # N, 0 .. bins-1
-    gap = torch.zeros(bins, dtype=torch.float64).index_add_(0, which, confidence - correct)
-    return float(gap.abs().sum() / len(targets))
+    gap = torch.zeros(bins, dtype=torch.float64).index_add_(0, which, confidence - correct.double())
+    return float(gap.abs().sum() / len(confidence))
+
+
+TEMPERATURES = (0.01, 100.0)
+"""The range a fitted temperature is held to. The held-out likelihood has one optimum in log T;
+past 100 the probabilities of a net that has learnt little become equal in float32 and their
+ranking would be lost."""
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> Calibration:
-    """The temperature minimising the held-out negative log-likelihood (L-BFGS on log T)."""
+    """The temperature minimising the held-out negative log-likelihood (L-BFGS on log T), held
+    to ``TEMPERATURES``."""
     logits = logits.detach().double()
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
@@ -44,7 +56,8 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> Calibration:
 
     with torch.enable_grad():
         optimizer.step(closure)
-    return Calibration.with_temperature(float(log_t.detach().exp()))
+    low, high = TEMPERATURES
+    return Calibration.with_temperature(min(max(float(log_t.detach().exp()), low), high))
 
 
 def fit_top_label_isotonic(logits: torch.Tensor, targets: torch.Tensor) -> Calibration:

