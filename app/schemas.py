@@ -33,9 +33,15 @@ UnicodeText = Annotated[str, AfterValidator(_whole_unicode)]
 surrogates, but not inside a list)."""
 
 
+PROBABILITY = (
+    "calibrated where the model's card carries a calibration (about the share of answers given "
+    "this probability that are right, on data the model never trained on), else the softmax"
+)
+
+
 class Prediction(BaseModel):
     label: str
-    probability: float = Field(ge=0, le=1)
+    probability: float = Field(ge=0, le=1, description=PROBABILITY)
 
 
 class ClassifyNameRequest(BaseModel):
@@ -62,9 +68,9 @@ class ClassifyNameResponse(BaseModel):
                     "model": "name-gru",
                     "version": "1",
                     "predictions": [
-                        {"label": "Greek", "probability": 0.98},
+                        {"label": "Greek", "probability": 0.944},
                         {"label": "Russian", "probability": 0.012},
-                        {"label": "Portuguese", "probability": 0.002},
+                        {"label": "Portuguese", "probability": 0.009},
                     ],
                 }
             ]
@@ -111,7 +117,7 @@ class DigitResponse(BaseModel):
         }
     )
     digit: int = Field(ge=0, le=9)
-    probability: float
+    probability: float = Field(description=f"the first prediction's: {PROBABILITY}")
     model: DigitModel
     version: str = Field(description="the model version that answered")
     predictions: list[Prediction]
@@ -235,6 +241,12 @@ class ModelInfo(BaseModel):
     version: str = Field(description="the version served (weights/<model>/<version>/)")
     num_parameters: int
     metrics: dict[str, Any] = Field(default_factory=dict)
+    calibration: dict[str, Any] | None = Field(
+        None,
+        description="how the net's logits become the probabilities served: method "
+        "(temperature, or top-label isotonic) and parameters, the held-out examples it was "
+        "fitted on, and the calibration error before and after; null: the plain softmax",
+    )
     folded: bool = Field(
         False,
         description="whether this server computes the net as the matrix products its affine "

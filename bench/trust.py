@@ -23,14 +23,14 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from training.calibration import expected_calibration_error
 
 from app.errors import NoDigitFound
 from app.services.digits import DigitService, Limits
 from app.services.names import NameClassifier
-from models.text import normalize_name
 from bench import corpus, nondigits
 from models.checkpoint import load_checkpoint
+from models.text import normalize_name
+from training.calibration import expected_calibration_error
 from training.data import default_data_dir, load_mnist, load_names
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -88,7 +88,8 @@ def digits_report(limit: int, n_nondigits: int) -> list[str]:
     ]
     odd_lines = [
         "",
-        f"| model | non-digits | refused by preprocessing | refused by the net | answered with p >= {CONFIDENT} | of which |",
+        "| model | non-digits | refused by preprocessing | refused by the net "
+        f"| answered with p >= {CONFIDENT} | of which |",
         "|---|---:|---:|---:|---:|---|",
     ]
     test = load_mnist(default_data_dir(), "test")
@@ -111,7 +112,8 @@ def digits_report(limit: int, n_nondigits: int) -> list[str]:
             lines.append(digit_row(service.name, kind, probs, labels, pre | doubt))
             suite_right.append(((probs.argmax(1) == labels) & ~pre & ~doubt).mean())
         lines.append(
-            f"| {service.name} | realistic suite, mean of kinds | | {np.mean(suite_right):.2%} | | |"
+            f"| {service.name} | realistic suite, mean of kinds | "
+            f"| {np.mean(suite_right):.2%} | | |"
         )
         x, pre = prepared(service, [s.data for s in odd])
         probs, doubt = answers(service, x)
@@ -119,7 +121,8 @@ def digits_report(limit: int, n_nondigits: int) -> list[str]:
         kinds = Counter(s.content for s, c in zip(odd, confident, strict=True) if c)
         odd_lines.append(
             f"| {service.name} | {len(odd)} | {pre.mean():.1%} | {(doubt & ~pre).mean():.1%} "
-            f"| **{confident.mean():.1%}** | {', '.join(f'{k} {v}' for k, v in kinds.most_common())} |"
+            f"| **{confident.mean():.1%}** "
+            f"| {', '.join(f'{k} {v}' for k, v in kinds.most_common())} |"
         )
     return lines + odd_lines
 

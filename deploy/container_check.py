@@ -28,7 +28,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = "/opt/venv"
-NOT_IN_THE_IMAGE = ("training", "matplotlib", "tqdm", "pytest", "ruff", "mypy", "playwright")
+NOT_IN_THE_IMAGE = (
+    "training",
+    "matplotlib",
+    "tqdm",
+    "sklearn",
+    "pytest",
+    "ruff",
+    "mypy",
+    "playwright",
+)
 """Modules the serving image must not hold: the training package, what only it uses, dev tools."""
 
 

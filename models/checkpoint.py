@@ -3,7 +3,8 @@
 The card is the source of truth for a model: architecture and config to rebuild it, labels or
 vocabulary, preprocessing, held-out metrics, data checksums and provenance. Loading verifies the
 weights' sha256 against the card, rebuilds the module from the registry, loads strictly and
-returns it in eval mode.
+returns it in eval mode. A card may carry a ``calibration`` entry (``models.calibration``):
+how the logits become the probabilities served; loading checks it too.
 """
 
 import hashlib
@@ -17,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from models.calibration import Calibration
 from models.registry import ARCHITECTURES, build_model, count_parameters
 
 WEIGHTS_FILE = "model.safetensors"
@@ -43,6 +45,11 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return str(self.card["name"])
+
+    @property
+    def calibration(self) -> Calibration:
+        """How this model's logits become the probabilities it answers with."""
+        return Calibration.from_card(self.card)
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -72,8 +79,17 @@ def save_checkpoint(directory: Path, model: nn.Module, card: dict[str, Any]) -> 
         "num_parameters": count_parameters(model),
         "weights_sha256": sha256_file(weights_path),
     }
-    (directory / CARD_FILE).write_text(json.dumps(final, indent=2, sort_keys=False) + "\n")
+    write_card(directory, final)
     return final
+
+
+def write_card(directory: Path, card: dict[str, Any]) -> None:
+    """Write ``card.json`` whole or not at all (a new file renamed over the old one), so that
+    a server loading the checkpoint meanwhile reads the old card or the new one."""
+    path = directory / CARD_FILE
+    partial = path.with_name(f".{CARD_FILE}.partial")
+    partial.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    partial.replace(path)
 
 
 def read_card(directory: Path) -> dict[str, Any]:
@@ -97,6 +113,10 @@ def read_card(directory: Path) -> dict[str, Any]:
         )
     if not isinstance(card["config"], dict):
         raise CheckpointError(card_path, "config must be a JSON object")
+    try:
+        Calibration.from_card(card)
+    except ValueError as exc:
+        raise CheckpointError(card_path, f"calibration: {exc}") from exc
     return card
 
 

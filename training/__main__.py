@@ -1,4 +1,5 @@
-"""Command line: ``python -m training NAME``, ``... evaluate|export NAME`` and ``... hello``."""
+"""Command line: ``python -m training NAME``, ``... evaluate|calibrate|export NAME`` and
+``... hello``."""
 
 import argparse
 import json
@@ -35,6 +36,7 @@ def _trainer(name: str) -> Callable[[Run], dict[str, Any]]:
 
 
 MODEL_NAMES = tuple(TRAINERS)
+CLASSIFIERS = ("digit-inception", "digit-resnet", "name-gru")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -83,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("name", choices=MODEL_NAMES, help="the model to evaluate")
     ev.add_argument("--weights", type=Path, default=PROJECT / "weights", help="default: weights/")
     _add_common(ev)
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit a classifier's calibration on the examples its training held out and write "
+        "it into its card.json (the weights are not touched)",
+    )
+    cal.add_argument("name", choices=CLASSIFIERS, help="the classifier to calibrate")
+    cal.add_argument(
+        "--weights",
+        type=Path,
+        default=PROJECT / "weights",
+        help="default: weights/ (the checkpoint is WEIGHTS/NAME)",
+    )
+    _add_common(cal)
     _add_export(sub)
     hello = sub.add_parser("hello", help="the lecture-12 'hello' -> 'ohlol' walkthroughs")
     hello.add_argument(
@@ -181,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(evaluate(args.name, args.weights, data_dir, device), indent=2))
             return 0
+        if args.command == "calibrate":
+            return _calibrate(args, argv, data_dir, device)
         if args.threads:
             torch.set_num_threads(args.threads)
         if args.dry_run:
@@ -210,6 +227,38 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _calibrate(
+    args: argparse.Namespace, argv: list[str], data_dir: Path, device: torch.device
+) -> int:
+    from models.checkpoint import CheckpointError
+    from training.calibrate import CalibrationRefused, calibrate
+
+    try:
+        entry = calibrate(args.name, args.weights, data_dir, device, argv)
+    except (CalibrationRefused, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ece = entry["ece"]
+    print(
+        json.dumps(
+            {
+                "name": args.name,
+                "method": entry["method"],
+                "parameters": entry["parameters"]
+                if entry["method"] == "temperature"
+                else f"{len(entry['parameters']['x'])} breakpoints",
+                "fitted_on": entry["fitted_on"],
+                "held_out_ece": ece["held_out"],
+                "test_ece": ece["test"],
+                "test_answers_changed": entry["test_answers_changed"],
+                "card": str(args.weights / args.name / "card.json"),
+            },
+            indent=2,
+        )
+    )
+    return 0
 
 
 def _train(

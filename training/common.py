@@ -20,11 +20,27 @@ from training.distributed import Dist
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch generator for data order."""
+    """Seed Python, NumPy and torch; return ``data_generator(seed)``."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    return data_generator(seed)
+
+
+def data_generator(seed: int) -> torch.Generator:
+    """The generator of a run's data: its first draw is the held-out split (``holdout_split``),
+    the later ones the order of the training examples."""
     return torch.Generator().manual_seed(seed)
+
+
+def holdout_split(n: int, held_out: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of ``n`` examples in a random order drawn from ``gen``: the first ``held_out``
+    (kept from the weights: model selection, then calibration) and the rest (training).
+
+    Training and ``training.calibration`` both call this on a fresh ``data_generator(seed)``,
+    so calibration finds exactly the examples the weights never saw."""
+    order = torch.randperm(n, generator=gen)
+    return order[:held_out], order[held_out:]
 
 
 R = TypeVar("R")

@@ -12,7 +12,14 @@ from tqdm import tqdm
 
 from models import InceptionNet, InceptionNetConfig, ResNet, ResNetConfig
 from models.checkpoint import load_checkpoint
-from training.common import History, Run, apply_overrides, seed_everything
+from training.common import (
+    History,
+    Run,
+    apply_overrides,
+    data_generator,
+    holdout_split,
+    seed_everything,
+)
 from training.data import MnistSplit, checksums, load_mnist, mnist_paths
 from training.outliers import outliers as make_outliers
 
@@ -108,19 +115,37 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def digit_logits(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """N x 10 logits (float32, on the CPU) of ``model`` on uint8 N x 28 x 28 images."""
+    model.eval()
+    out = [
+        model(normalize(images[s : s + 1000]).to(device)).float().cpu()
+        for s in range(0, len(images), 1000)
+    ]
+    return torch.cat(out)
+
+
 def evaluate_digits(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on uint8 images."""
-    model.eval()
-    correct, loss_sum = 0, 0.0
-    for start in range(0, len(images), 1000):
-        x = normalize(images[start : start + 1000]).to(device)
-        y = labels[start : start + 1000].to(device)
-        logits = model(x)
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    return {"accuracy": correct / len(images), "loss": loss_sum / len(images)}
+    return digit_metrics(digit_logits(model, images, device), labels)
+
+
+def digit_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of N x 10 logits against N labels."""
+    return {
+        "accuracy": int((logits.argmax(1) == labels).sum()) / len(labels),
+        "loss": float(F.cross_entropy(logits, labels)),
+    }
+
+
+def held_out_digits(card: dict[str, Any], train: MnistSplit) -> MnistSplit:
+    """The training images a digit checkpoint kept from its weights: its run's ``val_size``
+    first indices of the seed's ``holdout_split``, as training drew them (empty when 0)."""
+    val_size = int(card["hyperparameters"].get("val_size", 0))
+    val_idx, _ = holdout_split(len(train.images), val_size, data_generator(int(card["seed"])))
+    return MnistSplit(train.images[val_idx], train.labels[val_idx])
 
 
 def train_digits(run: Run) -> dict[str, Any]:
@@ -141,8 +166,7 @@ def train_digits(run: Run) -> dict[str, Any]:
     train, test = load_mnist(run.data_dir, "train"), load_mnist(run.data_dir, "test")
     if run.dry_run:  # one batch, and a quick look at a slice of the held-out set
         test = MnistSplit(test.images[:500], test.labels[:500])
-    order = torch.randperm(len(train.images), generator=gen)
-    val_idx, train_idx = order[: recipe.val_size], order[recipe.val_size :]
+    val_idx, train_idx = holdout_split(len(train.images), recipe.val_size, gen)
     if recipe.train_limit:
         train_idx = train_idx[: recipe.train_limit]
     x_train = (train.images[train_idx].float() / 255.0).unsqueeze(1).to(run.device)

@@ -1,12 +1,16 @@
-"""``python -m training evaluate NAME``: re-measure a committed checkpoint on held-out data."""
+"""``python -m training evaluate NAME``: re-measure a committed checkpoint on held-out data, with
+the calibration error of its probabilities, raw and as served (calibrated by its card)."""
 
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from models import CharRNN
+from models.calibration import Calibration
 from models.checkpoint import load_checkpoint
+from training.calibration import expected_calibration_error
 from training.char import CharLMRecipe, nats_per_char, split_text
 from training.data import (
     checksums,
@@ -16,8 +20,8 @@ from training.data import (
     names_paths,
     shakespeare_paths,
 )
-from training.digits import evaluate_digits
-from training.names import evaluate_names
+from training.digits import digit_logits, digit_metrics
+from training.names import name_logits, name_metrics, names_test_set
 from training.walkthroughs import HELLO_INPUT, HELLO_TARGET, encode_hello
 
 
@@ -28,16 +32,21 @@ def evaluate(name: str, weights_dir: Path, data_dir: Path, device: torch.device)
     result: dict[str, Any] = {"name": name}
     if name.startswith("digit-"):
         test = load_mnist(data_dir, "test")
-        metrics = evaluate_digits(model, test.images, test.labels, device)
+        logits = digit_logits(model, test.images, device)  # N x 10
+        metrics = digit_metrics(logits, test.labels)
         result |= {
             "test_accuracy": metrics["accuracy"],
             "test_loss": metrics["loss"],
             "test_examples": len(test.images),
+            **calibration_metrics(checkpoint.calibration, logits, test.labels),
         }
         files = mnist_paths(data_dir)
     elif name == "name-gru":
-        metrics = evaluate_names(model, card["labels"], data_dir, device)
+        names, targets, seen = names_test_set(data_dir, card["labels"])
+        logits = name_logits(model, names, device)  # N x 18
+        metrics = name_metrics(F.softmax(logits, dim=1), targets, seen, len(card["labels"]))
         result |= {f"test_{k}": v for k, v in metrics.items()}
+        result |= calibration_metrics(checkpoint.calibration, logits, targets, answers=True)
         files = names_paths(data_dir)
     elif name == "char-rnn-shakespeare":
         assert isinstance(model, CharRNN)
@@ -55,3 +64,38 @@ def evaluate(name: str, weights_dir: Path, data_dir: Path, device: torch.device)
     result["data_matches_card"] = checksums(files) == card["data"]["sha256"]
     result["card_metrics"] = card["metrics"]
     return result
+
+
+def calibration_metrics(
+    calibration: Calibration, logits: torch.Tensor, targets: torch.Tensor, answers: bool = False
+) -> dict[str, Any]:
+    """ECE of the raw softmax and of the calibrated probabilities the service answers with;
+    with ``answers``, also accuracy and balanced accuracy of both and how many first labels
+    differ."""
+    raw, served = F.softmax(logits.float(), dim=1), calibration.probabilities(logits)
+    out: dict[str, Any] = {
+        "calibration": calibration.method,
+        "test_ece": expected_calibration_error(raw, targets),
+        "test_ece_calibrated": expected_calibration_error(served, targets),
+    }
+    if answers:
+        classes = logits.shape[1]
+        out |= {
+            "test_accuracy_calibrated": float((served.argmax(1) == targets).double().mean()),
+            "test_balanced_accuracy": balanced_accuracy(raw.argmax(1), targets, classes),
+            "test_balanced_accuracy_calibrated": balanced_accuracy(
+                served.argmax(1), targets, classes
+            ),
+            "test_answers_changed": int((served.argmax(1) != raw.argmax(1)).sum()),
+        }
+    return out
+
+
+def balanced_accuracy(predicted: torch.Tensor, targets: torch.Tensor, classes: int) -> float:
+    """The mean over the classes present of the share of that class answered right."""
+    recalls = [
+        float((predicted[targets == c] == c).double().mean())
+        for c in range(classes)
+        if bool((targets == c).any())
+    ]
+    return sum(recalls) / len(recalls)

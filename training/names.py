@@ -3,6 +3,7 @@
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,7 +13,14 @@ from tqdm import tqdm
 
 from models import NameGRU, NameGRUConfig
 from models.text import NAME_MAX_LENGTH, encode_name, normalize_name
-from training.common import History, Run, apply_overrides, seed_everything
+from training.common import (
+    History,
+    Run,
+    apply_overrides,
+    data_generator,
+    holdout_split,
+    seed_everything,
+)
 from training.data import checksums, load_names, names_paths
 
 PREPROCESSING = {
@@ -56,6 +64,11 @@ RECIPES = {
 }
 
 
+def held_out_names(n: int, val_fraction: float) -> int:
+    """How many of ``n`` training rows are held out for model selection and calibration."""
+    return int(n * val_fraction)
+
+
 def encode_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised names -> B x T zero-padded ASCII codes and B lengths."""
     codes = [encode_name(n) for n in names]
@@ -67,14 +80,35 @@ def encode_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.inference_mode()
-def predict_names(model: nn.Module, names: list[str], device: torch.device) -> torch.Tensor:
-    """N x C class probabilities for normalised names, in batches of 512."""
+def name_logits(model: nn.Module, names: list[str], device: torch.device) -> torch.Tensor:
+    """N x C logits (float32, on the CPU) for normalised names, in batches of 512."""
     model.eval()
     out = []
     for start in range(0, len(names), 512):
         codes, lengths = encode_batch(names[start : start + 512])
-        out.append(F.softmax(model(codes.to(device), lengths), dim=1).cpu())
+        out.append(model(codes.to(device), lengths).float().cpu())
     return torch.cat(out)
+
+
+def predict_names(model: nn.Module, names: list[str], device: torch.device) -> torch.Tensor:
+    """N x C class probabilities (plain softmax) for normalised names."""
+    return F.softmax(name_logits(model, names, device), dim=1)
+
+
+def training_names(data_dir: Path, drop_junk: bool) -> tuple[list[str], list[str]]:
+    """The rows of names_train as training reads them: normalised names and their labels."""
+    rows = load_names(data_dir, "train", drop_junk=drop_junk)
+    return [normalize_name(n) for n, _ in rows], [label for _, label in rows]
+
+
+def held_out_name_rows(card: dict[str, Any], data_dir: Path) -> tuple[list[str], list[str]]:
+    """The names (normalised) and labels a name checkpoint kept from its weights: its run's
+    ``val_fraction`` of names_train, first in the seed's ``holdout_split`` (empty when 0)."""
+    hp = card["hyperparameters"]
+    names, labels = training_names(data_dir, bool(hp.get("drop_junk", False)))
+    n_val = held_out_names(len(names), float(hp.get("val_fraction", 0.0)))
+    val_idx, _ = holdout_split(len(names), n_val, data_generator(int(card["seed"])))
+    return [names[i] for i in val_idx.tolist()], [labels[i] for i in val_idx.tolist()]
 
 
 def name_metrics(
@@ -103,32 +137,37 @@ def name_metrics(
     }
 
 
-def evaluate_names(
-    model: nn.Module, labels: list[str], data_dir: Any, device: torch.device
-) -> dict[str, float]:
-    """Metrics on every row of names_test (normalised as the card says)."""
+def names_test_set(data_dir: Path, labels: list[str]) -> tuple[list[str], torch.Tensor, list[bool]]:
+    """Every row of names_test: the normalised names, their class indices, and whether each
+    name is also in names_train."""
     train_names = {normalize_name(n) for n, _ in load_names(data_dir, "train")}
     test = load_names(data_dir, "test")
     names = [normalize_name(n) for n, _ in test]
     targets = torch.tensor([labels.index(label) for _, label in test])
-    probs = predict_names(model, names, device)
-    return name_metrics(probs, targets, [n in train_names for n in names], len(labels))
+    return names, targets, [n in train_names for n in names]
+
+
+def evaluate_names(
+    model: nn.Module, labels: list[str], data_dir: Path, device: torch.device
+) -> dict[str, float]:
+    """Metrics on every row of names_test (normalised as the card says)."""
+    names, targets, seen = names_test_set(data_dir, labels)
+    return name_metrics(predict_names(model, names, device), targets, seen, len(labels))
 
 
 def train_names(run: Run) -> dict[str, Any]:
     """Train name-gru with ``run.recipe`` and write its checkpoint."""
     recipe = apply_overrides(RECIPES[run.recipe], run.overrides)
     gen = seed_everything(run.seed)
-    rows = load_names(run.data_dir, "train", drop_junk=recipe.drop_junk)
-    labels = sorted({label for _, label in rows})
+    names, row_labels = training_names(run.data_dir, recipe.drop_junk)
+    labels = sorted(set(row_labels))
     config = NameGRUConfig(num_classes=len(labels), dropout=recipe.dropout)
     model = NameGRU(config).to(run.device)
 
-    names = [normalize_name(n) for n, _ in rows]
-    targets = torch.tensor([labels.index(label) for _, label in rows])
-    order = torch.randperm(len(names), generator=gen)
-    n_val = int(len(names) * recipe.val_fraction)
-    val_idx, train_idx = order[:n_val].tolist(), order[n_val:].tolist()
+    targets = torch.tensor([labels.index(label) for label in row_labels])
+    n_val = held_out_names(len(names), recipe.val_fraction)
+    val_order, train_order = holdout_split(len(names), n_val, gen)
+    val_idx, train_idx = val_order.tolist(), train_order.tolist()
     job = run.dist
     steps = math.ceil(len(train_idx) // job.world / recipe.batch_size)
     per_class = torch.bincount(targets, minlength=len(labels)).float()
@@ -191,7 +230,7 @@ def train_names(run: Run) -> dict[str, Any]:
     if not job.main:
         return run.finish(model, {}, history)
     metrics = evaluate_names(model, labels, run.data_dir, run.device)
-    counts = Counter(label for _, label in rows)
+    counts = Counter(row_labels)
     card = {
         "task": "surname -> country of origin (18 classes)",
         "architecture": "NameGRU",

@@ -162,8 +162,8 @@ def mnist_form(a: np.ndarray) -> np.ndarray | None:
         return None
     cy = float((small.sum(1) * np.arange(small.shape[0])).sum()) / total
     cx = float((small.sum(0) * np.arange(small.shape[1])).sum()) / total
-    matrix = np.float32([[1, 0, FIELD / 2 - 0.5 - cx], [0, 1, FIELD / 2 - 0.5 - cy]])
-    out = cv2.warpAffine(small, matrix, (FIELD, FIELD), flags=cv2.INTER_LINEAR)
+    matrix = np.array([[1, 0, FIELD / 2 - 0.5 - cx], [0, 1, FIELD / 2 - 0.5 - cy]], np.float32)
+    out = np.asarray(cv2.warpAffine(small, matrix, (FIELD, FIELD), flags=cv2.INTER_LINEAR))
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

@@ -17,7 +17,6 @@ import anyio.to_thread
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from app.batching import Batcher
 from app.errors import ModelUnavailable, NoDigitFound
@@ -79,6 +78,7 @@ class DigitService:
         pre = checkpoint.card["preprocessing"]
         self.mean, self.std = float(pre["mean"]), float(pre["std"])
         self.labels: list[str] = list(checkpoint.card["labels"])
+        self.calibration = checkpoint.calibration
         abstention = checkpoint.card.get("abstention") or {}
         self.abstain_below: float | None = abstention.get("threshold")
         """Top probabilities under this mean "not a digit" (the card's ``abstention``)."""
@@ -114,12 +114,13 @@ class DigitService:
         return self.preprocess(self.decode(upload))
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[float]]:
-        """Class probabilities for 28 x 28 arrays in [0, 1], one list per image."""
+        """Calibrated class probabilities (the card's calibration) for 28 x 28 arrays in
+        [0, 1], one list per image."""
         x = torch.from_numpy(np.stack(images)).unsqueeze(1)  # B x 1 x 28 x 28
         x = ((x - self.mean) / self.std).to(self.device)
         with torch.inference_mode():
-            logits = self.net(x)
-            probs: list[list[float]] = F.softmax(logits.float(), dim=1).tolist()
+            logits = self.net(x)  # B x 10
+            probs: list[list[float]] = self.calibration.probabilities(logits).tolist()
             return probs
 
     def doubt(self, probs: Sequence[float]) -> str | None:

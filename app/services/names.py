@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from app.errors import InvalidInput
 from models.checkpoint import Checkpoint
@@ -39,15 +38,17 @@ class NameClassifier:
         self.checkpoint = checkpoint
         self.device = device
         self.labels: list[str] = list(checkpoint.card["labels"])
+        self.calibration = checkpoint.calibration
 
     def predict_batch(self, names: Sequence[str]) -> list[list[float]]:
-        """Class probabilities for already-normalised names, one list per name."""
+        """Calibrated class probabilities (the card's calibration) for already-normalised
+        names, one list per name."""
         codes = [encode_name(n) for n in names]
         lengths = torch.tensor([len(c) for c in codes])
         padded = torch.zeros(len(codes), int(lengths.max()), dtype=torch.long)  # B x T
         for i, c in enumerate(codes):
             padded[i, : len(c)] = torch.tensor(c)
         with torch.inference_mode():
-            logits = self.checkpoint.model(padded.to(self.device), lengths)
-            probs: list[list[float]] = F.softmax(logits.float(), dim=1).tolist()
+            logits = self.checkpoint.model(padded.to(self.device), lengths)  # B x 18
+            probs: list[list[float]] = self.calibration.probabilities(logits).tolist()
             return probs

