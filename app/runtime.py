@@ -155,6 +155,9 @@ class Runtime:
         def predict(inputs: Sequence[object]) -> list[Answer]:
             self.running[name] = self.running.get(name, 0) + 1
             try:
+                if isinstance(service, DigitService):
+                    probs, abstain = service.score_batch(inputs)  # type: ignore[arg-type]
+                    return [Answer(p, version, a) for p, a in zip(probs, abstain, strict=True)]
                 probs = service.predict_batch(inputs)  # type: ignore[arg-type]
             finally:
                 self.running[name] -= 1

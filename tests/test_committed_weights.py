@@ -73,8 +73,7 @@ def test_calibration_makes_probabilities_match_test_accuracy(
             held_out(checkpoint, data_dir, torch.device("cpu"))
         return
     result = evaluated(name)
-    expected = "top-label isotonic" if name == "name-gru" else "temperature"
-    assert result["calibration"] == expected
+    assert result["calibration"] == "top-label isotonic"
     assert result["test_ece_calibrated"] <= ECE_BOUNDS[name] < result["test_ece"]
     card = checkpoint.card["calibration"]["ece"]["test"]
     assert result["test_ece_calibrated"] == pytest.approx(card["after"], abs=1e-4)
@@ -85,7 +84,9 @@ def test_calibration_makes_probabilities_match_test_accuracy(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "split"), [("digit-inception", 5000), ("name-gru", 1335)])
+@pytest.mark.parametrize(
+    ("name", "split"), [("digit-resnet", 5000), ("digit-inception", 5000), ("name-gru", 1335)]
+)
 def test_calibration_finds_the_examples_training_held_out(
     name: str, split: int, data_dir: Path
 ) -> None:
@@ -93,9 +94,25 @@ def test_calibration_finds_the_examples_training_held_out(
     # examples give the same accuracy again (the training examples would give more).
     checkpoint = load_checkpoint(WEIGHTS / name)
     examples = held_out(checkpoint, data_dir, torch.device("cpu"))
-    assert len(examples.targets) == split
-    accuracy = float((examples.logits.argmax(1) == examples.targets).double().mean())
+    kept = examples.targets >= 0  # the digits' mix also holds generated non-digits (-1)
+    assert int(kept.sum()) == split
+    if name != "name-gru":
+        assert int((~kept).sum()) == round(split / 9), "one example in ten is not a digit"
+    right = examples.logits[kept].argmax(1) == examples.targets[kept]
+    accuracy = float(right.double().mean())
     assert accuracy == pytest.approx(checkpoint.card["metrics"]["val_accuracy"], abs=5e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digit-resnet", "digit-inception"])
+def test_digit_nets_abstain_from_few_digits_and_most_non_digits(
+    name: str, data_dir: Path
+) -> None:
+    card = load_checkpoint(WEIGHTS / name).card
+    refused = card["abstention"]["refused"]
+    assert refused["test_digits"] <= 0.001
+    assert refused["held_out_non_digits"] >= 0.5
+    assert card["abstention"]["test_accuracy_refused_counted_wrong"] >= FLOORS[name][1]
 
 
 def test_shakespeare_model_reproduces_its_held_out_loss(data_dir: Path) -> None:

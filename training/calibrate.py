@@ -14,10 +14,21 @@ import torch
 
 from models.calibration import CARD_KEY, Calibration
 from models.checkpoint import Checkpoint, load_checkpoint, write_card
-from training.calibration import BINS, METHODS, expected_calibration_error, fit
+from training.calibration import (
+    BINS,
+    METHODS,
+    OUTLIER_SHARE,
+    expected_calibration_error,
+    fit,
+)
 from training.data import checksums, load_mnist, mnist_paths, names_paths
 from training.digits import digit_logits, held_out_digits
 from training.names import held_out_name_rows, name_logits, names_test_set
+from training.outliers import outliers
+
+OUTLIER_SEED = 104_729
+"""Seeds the calibration's non-digits (plus the card's seed); training draws its own pool from
+the run's seed, so none of these trained the weights."""
 
 MNIST_TRAIN = 60_000
 
@@ -71,7 +82,18 @@ def held_out(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Ex
         "fitted a weight; the test set was not used"
     )
     logits = digit_logits(checkpoint.model, images.images, device)
-    return Examples(logits, images.labels, description)
+    n_odd = round(len(images.labels) * OUTLIER_SHARE / (1 - OUTLIER_SHARE))
+    odd = torch.from_numpy(outliers(n_odd, seed=OUTLIER_SEED + int(seed)))
+    description += (
+        f", mixed with {n_odd:,} generated non-digits (training.outliers, seed "
+        f"{OUTLIER_SEED + int(seed)}; {OUTLIER_SHARE:.0%} of the mix), to which every answer "
+        "counts as wrong"
+    )
+    return Examples(
+        torch.cat([logits, digit_logits(checkpoint.model, odd, device)]),
+        torch.cat([images.labels, torch.full((n_odd,), -1, dtype=images.labels.dtype)]),
+        description,
+    )
 
 
 def on_test_set(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Examples:
@@ -111,6 +133,41 @@ def changed_answers(calibration: Calibration, logits: torch.Tensor) -> int:
     return int((calibration.probabilities(logits).argmax(dim=1) != raw).sum())
 
 
+ABSTENTION_KEY = "abstention"
+
+
+def abstention(calibration: Calibration, fitted: Examples, test: Examples) -> dict[str, Any]:
+    """A digit net's abstention rule (read by the service) and what it refuses, measured.
+
+    The net abstains below the softmax top probability (before calibration) under which none
+    of the held-out answers, digits and non-digits, was right: where the isotonic map is 0
+    (the served probability is then held at 1/10, no better than chance)."""
+    zero = [x for x, y in zip(calibration.x, calibration.y, strict=True) if y <= 0.0]
+    threshold = round(max(zero), 6) if zero else 0.0
+
+    def refused(logits: torch.Tensor) -> float:
+        top = torch.softmax(logits.float(), dim=1).max(dim=1).values
+        return round(float((top < threshold).double().mean()), 6)
+
+    digits = fitted.targets >= 0
+    top, predicted = torch.softmax(test.logits.float(), dim=1).max(dim=1)
+    right = (predicted == test.targets) & (top >= threshold)
+    return {
+        "score": "softmax top probability, before calibration",
+        "threshold": threshold,
+        "fitted": "the highest score at which the calibration map is 0: below it, none of the "
+        "held-out answers (digits and non-digits) was right",
+        "effect": "below the threshold the service answers 422 no-digit-found, or with "
+        "answer_anyway=true flags the answer abstained",
+        "refused": {
+            "held_out_digits": refused(fitted.logits[digits]),
+            "held_out_non_digits": refused(fitted.logits[~digits]),
+            "test_digits": refused(test.logits),
+        },
+        "test_accuracy_refused_counted_wrong": round(float(right.double().mean()), 6),
+    }
+
+
 def calibrate(
     name: str, weights_dir: Path, data_dir: Path, device: torch.device, argv: list[str]
 ) -> dict[str, Any]:
@@ -136,7 +193,9 @@ def calibrate(
         "versions": {"torch": version("torch"), "scikit-learn": version("scikit-learn")},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    card = {k: v for k, v in checkpoint.card.items() if k != CARD_KEY}
+    card = {k: v for k, v in checkpoint.card.items() if k not in (CARD_KEY, ABSTENTION_KEY)}
+    if checkpoint.card["architecture"] != "NameGRU":
+        card[ABSTENTION_KEY] = abstention(calibration, fitted, test)
     write_card(directory, {**card, CARD_KEY: entry})
     load_checkpoint(directory)  # the card as written loads, calibration included
     return entry

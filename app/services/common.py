@@ -12,6 +12,8 @@ class Answer:
 
     probs: list[float]
     version: str
+    abstain: bool = False
+    """The net abstains: its uncalibrated top probability is under its card's threshold."""
 
 
 def top_predictions(probs: Sequence[float], labels: list[str], k: int) -> list[Prediction]:

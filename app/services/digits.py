@@ -81,7 +81,7 @@ class DigitService:
         self.calibration = checkpoint.calibration
         abstention = checkpoint.card.get("abstention") or {}
         self.abstain_below: float | None = abstention.get("threshold")
-        """Top probabilities under this mean "not a digit" (the card's ``abstention``)."""
+        """Softmax top probabilities (before calibration) under this mean "not a digit"."""
         self.batcher: Batcher[np.ndarray, Answer] | None = None
         self.cpu_limiter: anyio.CapacityLimiter | None = None
 
@@ -116,24 +116,32 @@ class DigitService:
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[float]]:
         """Calibrated class probabilities (the card's calibration) for 28 x 28 arrays in
         [0, 1], one list per image."""
+        return self.score_batch(images)[0]
+
+    def score_batch(self, images: Sequence[np.ndarray]) -> tuple[list[list[float]], list[bool]]:
+        """``predict_batch``'s probabilities, and for each image whether the net abstains (its
+        softmax top probability, before calibration, is under the card's threshold)."""
         x = torch.from_numpy(np.stack(images)).unsqueeze(1)  # B x 1 x 28 x 28
         x = ((x - self.mean) / self.std).to(self.device)
         with torch.inference_mode():
             logits = self.net(x)  # B x 10
             probs: list[list[float]] = self.calibration.probabilities(logits).tolist()
-            return probs
+            if self.abstain_below is None:
+                return probs, [False] * len(probs)
+            top = torch.softmax(logits.float(), dim=1).max(dim=1).values  # B
+            return probs, (top < self.abstain_below).tolist()
 
-    def doubt(self, probs: Sequence[float]) -> str | None:
-        """Why an answer is not given (the top probability is under the card's abstention
-        threshold: the upload does not look like a digit to this net), or None."""
-        top = max(probs)
-        if self.abstain_below is None or top >= self.abstain_below:
+    def doubt(self, answer: Answer) -> str | None:
+        """Why an answer is not given (the net abstains: the upload does not look like a digit
+        to it), or None."""
+        if not answer.abstain:
             return None
-        best = self.labels[probs.index(top)]
+        top = max(answer.probs)
+        best = self.labels[answer.probs.index(top)]
         return (
             f"no digit found: this does not look like a handwritten digit to {self.name} "
-            f"(its best guess, {best}, has probability {top:.2f}; it answers from "
-            f"{self.abstain_below:.2f}); add answer_anyway=true to get its guess"
+            f"(its best guess, {best}, is no better than chance: probability {top:.2f}); "
+            "add answer_anyway=true to get its guess"
         )
 
     def encode(
@@ -146,7 +154,7 @@ class DigitService:
     ) -> DigitResponse:
         """Probabilities -> the response: the best digit first, and the input if asked for.
         An answer the net abstains from is a 422, or flagged when ``answer_anyway``."""
-        reason = self.doubt(answer.probs)
+        reason = self.doubt(answer)
         if reason is not None and not answer_anyway:
             raise NoDigitFound(reason)
         predictions = top_predictions(answer.probs, self.labels, top_k)

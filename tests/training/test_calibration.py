@@ -97,7 +97,7 @@ def _tiny(root: Path, name: str, hyperparameters: dict[str, Any], data_dir: Path
 @pytest.mark.parametrize(
     ("name", "hyperparameters", "method"),
     [
-        ("digit-resnet", {"val_size": 2000}, "temperature"),
+        ("digit-resnet", {"val_size": 2000}, "top-label isotonic"),
         ("name-gru", {"val_fraction": 0.1, "drop_junk": True}, "top-label isotonic"),
     ],
 )
@@ -121,9 +121,20 @@ def test_calibrate_writes_the_entry_and_leaves_the_weights(
     assert (directory / WEIGHTS_FILE).read_bytes() == weights
     card = load_checkpoint(directory).card
     entry = card.pop("calibration")
-    assert card == before, "calibrate changes nothing in the card but its calibration entry"
+    abstention = card.pop("abstention", None)
+    assert card == before, "calibrate changes nothing in the card but calibration and abstention"
     assert entry["method"] == method
-    assert entry["examples"] == (2000 if name == "digit-resnet" else 1335)
+    assert entry["examples"] == (2000 + 222 if name == "digit-resnet" else 1335)
+    if name == "digit-resnet":  # held-out digits and one in ten generated non-digits
+        assert "non-digits" in entry["fitted_on"]
+        assert abstention is not None and 0 <= abstention["threshold"] < 1
+        assert set(abstention["refused"]) == {
+            "held_out_digits",
+            "held_out_non_digits",
+            "test_digits",
+        }
+    else:
+        assert abstention is None
     assert "held out" in entry["fitted_on"] and "was not used" in entry["fitted_on"]
     assert entry["bins"] == 15
     assert entry["ece"]["held_out"]["after"] <= entry["ece"]["held_out"]["before"]
