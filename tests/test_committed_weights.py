@@ -105,9 +105,7 @@ def test_calibration_finds_the_examples_training_held_out(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["digit-resnet", "digit-inception"])
-def test_digit_nets_abstain_from_few_digits_and_most_non_digits(
-    name: str, data_dir: Path
-) -> None:
+def test_digit_nets_abstain_from_few_digits_and_most_non_digits(name: str, data_dir: Path) -> None:
     card = load_checkpoint(WEIGHTS / name).card
     refused = card["abstention"]["refused"]
     assert refused["test_digits"] <= 0.001
