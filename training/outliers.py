@@ -52,6 +52,78 @@ def glyphs(text: str, rng: np.random.Generator, fonts: Sequence[Path]) -> np.nda
     return cv2.warpAffine(a, matrix, (SIDE * 2, SIDE))
 
 
+STROKES: dict[str, list[list[tuple[float, float]]]] = {
+    "A": [[(0.1, 1), (0.5, 0), (0.9, 1)], [(0.25, 0.6), (0.75, 0.6)]],
+    "B": [
+        [
+            (0.2, 1),
+            (0.2, 0),
+            (0.7, 0.05),
+            (0.75, 0.25),
+            (0.2, 0.5),
+            (0.8, 0.7),
+            (0.7, 0.95),
+            (0.2, 1),
+        ]
+    ],
+    "C": [[(0.85, 0.15), (0.5, 0), (0.15, 0.3), (0.15, 0.7), (0.5, 1), (0.85, 0.85)]],
+    "D": [[(0.2, 0), (0.2, 1), (0.7, 0.9), (0.85, 0.5), (0.7, 0.1), (0.2, 0)]],
+    "E": [[(0.8, 0), (0.2, 0), (0.2, 1), (0.8, 1)], [(0.2, 0.5), (0.7, 0.5)]],
+    "F": [[(0.8, 0), (0.2, 0), (0.2, 1)], [(0.2, 0.5), (0.7, 0.5)]],
+    "H": [[(0.2, 0), (0.2, 1)], [(0.8, 0), (0.8, 1)], [(0.2, 0.5), (0.8, 0.5)]],
+    "K": [[(0.2, 0), (0.2, 1)], [(0.8, 0), (0.2, 0.55), (0.8, 1)]],
+    "L": [[(0.2, 0), (0.2, 1), (0.8, 1)]],
+    "M": [[(0.1, 1), (0.15, 0), (0.5, 0.6), (0.85, 0), (0.9, 1)]],
+    "N": [[(0.2, 1), (0.2, 0), (0.8, 1), (0.8, 0)]],
+    "P": [[(0.2, 1), (0.2, 0), (0.75, 0.05), (0.8, 0.3), (0.2, 0.5)]],
+    "R": [[(0.2, 1), (0.2, 0), (0.75, 0.05), (0.8, 0.3), (0.2, 0.5), (0.8, 1)]],
+    "T": [[(0.1, 0), (0.9, 0)], [(0.5, 0), (0.5, 1)]],
+    "U": [[(0.2, 0), (0.2, 0.8), (0.5, 1), (0.8, 0.8), (0.8, 0)]],
+    "V": [[(0.1, 0), (0.5, 1), (0.9, 0)]],
+    "W": [[(0.05, 0), (0.3, 1), (0.5, 0.4), (0.7, 1), (0.95, 0)]],
+    "X": [[(0.15, 0), (0.85, 1)], [(0.85, 0), (0.15, 1)]],
+    "Y": [[(0.1, 0), (0.5, 0.5), (0.9, 0)], [(0.5, 0.5), (0.5, 1)]],
+    "e": [
+        [(0.2, 0.55), (0.8, 0.55), (0.7, 0.25), (0.4, 0.2), (0.2, 0.5), (0.35, 0.9), (0.8, 0.85)]
+    ],
+    "h": [[(0.2, 0), (0.2, 1)], [(0.2, 0.6), (0.5, 0.4), (0.8, 0.6), (0.8, 1)]],
+    "k": [[(0.25, 0), (0.25, 1)], [(0.75, 0.4), (0.25, 0.7), (0.75, 1)]],
+    "m": [
+        [(0.1, 1), (0.1, 0.4), (0.3, 0.35), (0.5, 0.5), (0.5, 1)],
+        [(0.5, 0.5), (0.7, 0.35), (0.9, 0.5), (0.9, 1)],
+    ],
+    "n": [[(0.2, 1), (0.2, 0.4), (0.5, 0.35), (0.8, 0.5), (0.8, 1)]],
+    "r": [[(0.3, 1), (0.3, 0.4)], [(0.3, 0.6), (0.55, 0.4), (0.8, 0.45)]],
+    "w": [[(0.05, 0.4), (0.3, 1), (0.5, 0.6), (0.7, 1), (0.95, 0.4)]],
+    "x": [[(0.2, 0.4), (0.8, 1)], [(0.8, 0.4), (0.2, 1)]],
+    "+": [[(0.5, 0.1), (0.5, 0.9)], [(0.1, 0.5), (0.9, 0.5)]],
+    "#": [
+        [(0.35, 0), (0.3, 1)],
+        [(0.7, 0), (0.65, 1)],
+        [(0.1, 0.35), (0.9, 0.35)],
+        [(0.1, 0.65), (0.9, 0.65)],
+    ],
+}
+"""Letters and signs as a hand draws them: pen strokes through points of a unit box (x to the
+right, y down), jittered and drawn with a round pen by ``handwritten``."""
+
+
+def handwritten(rng: np.random.Generator) -> np.ndarray:
+    """A letter or sign from ``STROKES`` drawn by an unsteady hand: each point moved a little,
+    the box stretched and slanted, a round pen 5-16 px wide."""
+    a = np.zeros((SIDE, SIDE), np.uint8)
+    strokes = STROKES[list(STROKES)[int(rng.integers(len(STROKES)))]]
+    w, h = rng.uniform(50, 100), rng.uniform(70, 105)
+    slant = rng.uniform(-0.3, 0.3)
+    for stroke in strokes:
+        pts = np.array(stroke) + rng.normal(0, 0.04, (len(stroke), 2))
+        xs = SIDE / 2 + (pts[:, 0] - 0.5) * w + (0.5 - pts[:, 1]) * h * slant
+        ys = SIDE / 2 + (pts[:, 1] - 0.5) * h
+        path = np.stack([xs, ys], 1).astype(np.int32)
+        cv2.polylines(a, [path], False, 255, int(rng.integers(5, 17)), cv2.LINE_AA)
+    return a
+
+
 def _pen(rng: np.random.Generator) -> int:
     return int(rng.integers(3, 14))
 
@@ -170,10 +242,11 @@ def mnist_form(a: np.ndarray) -> np.ndarray | None:
 def drawers(fonts: Sequence[Path]) -> list[tuple[float, Draw]]:
     """The kinds of outlier with their shares of the mix."""
     return [
-        (0.35, lambda rng: glyphs(LETTERS[int(rng.integers(len(LETTERS)))], rng, fonts)),
-        (0.15, lambda rng: glyphs(SYMBOLS[int(rng.integers(len(SYMBOLS)))], rng, fonts)),
+        (0.25, lambda rng: glyphs(LETTERS[int(rng.integers(len(LETTERS)))], rng, fonts)),
+        (0.15, handwritten),
+        (0.12, lambda rng: glyphs(SYMBOLS[int(rng.integers(len(SYMBOLS)))], rng, fonts)),
         (0.05, lambda rng: glyphs(WORDS[int(rng.integers(len(WORDS)))], rng, fonts)),
-        (0.2, shape),
+        (0.18, shape),
         (0.15, scribble),
         (0.1, dots),
     ]
