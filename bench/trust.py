@@ -61,10 +61,12 @@ def prepared(service: DigitService, uploads: Sequence[bytes]) -> tuple[np.ndarra
 def answers(service: DigitService, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated probabilities (N x 10) and whether the net abstains, in batches of 256."""
     probs: list[list[float]] = []
+    abstain: list[bool] = []
     for start in range(0, len(inputs), 256):
-        probs += service.predict_batch(list(inputs[start : start + 256]))
-    doubt = np.array([service.doubt(p) is not None for p in probs])
-    return np.array(probs), doubt
+        p, a = service.score_batch(list(inputs[start : start + 256]))
+        probs += p
+        abstain += a
+    return np.array(probs), np.array(abstain)
 
 
 def digit_row(

@@ -45,6 +45,8 @@ class NameRecipe:
     val_fraction: float = 0.0
     drop_junk: bool = False
     class_weight_power: float = 0.0  # loss weight (largest class / class count) ** power
+    select_epoch: bool = True  # keep the epoch best on the held-out names (False: the last one,
+    # so that the held-out names stay untouched, for an unbiased calibration)
 
 
 RECIPES = {
@@ -189,6 +191,7 @@ def train_names(run: Run) -> dict[str, Any]:
     )
     history = History()
     best: tuple[float, dict[str, torch.Tensor]] | None = None
+    last_acc = 0.0
     trained = job.wrap(model, run.device)
     bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch", disable=not job.main)
     for epoch in bar:
@@ -216,11 +219,11 @@ def train_names(run: Run) -> dict[str, Any]:
         if n_val:
             probs = predict_names(model, [names[i] for i in val_idx], run.device)
             y_val = targets[val_idx]
-            acc = float((probs.argmax(1) == y_val).float().mean())
+            acc = last_acc = float((probs.argmax(1) == y_val).float().mean())
             nll = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), y_val))
             history.log(val_loss=nll, val_accuracy=acc)
             bar.set_postfix(val_accuracy=f"{acc:.4f}")
-            if best is None or acc >= best[0]:
+            if recipe.select_epoch and (best is None or acc >= best[0]):
                 best = (acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
         else:
             held = evaluate_names(model, labels, run.data_dir, run.device)
@@ -240,7 +243,7 @@ def train_names(run: Run) -> dict[str, Any]:
         "preprocessing": PREPROCESSING,
         "metrics": {
             **{f"test_{k}": round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()},
-            **({"val_accuracy": round(best[0], 6)} if best is not None else {}),
+            **({"val_accuracy": round(best[0] if best else last_acc, 6)} if n_val else {}),
         },
         "data": {"dir": "names", "sha256": checksums(names_paths(run.data_dir))},
         "hyperparameters": asdict(recipe),
