@@ -9,16 +9,17 @@ sharp, so the picture shows exactly which pixels the model saw)."""
 PAPER = 255.0
 """The input is drawn as grey ink on white paper under the colours, so that strokes with little
 attribution still show."""
-INK = 150.0
-"""How much a pixel of full ink darkens the paper (to grey 105, light enough for colour on it)."""
+INK = 100.0
+"""How much a pixel of full ink darkens the paper (to grey 155: the strokes show, and colour
+over them stays clear)."""
 FOR_RGB = np.array([214.0, 40.0, 40.0])
 """Red: pixels whose ink raised the explained logit."""
 AGAINST_RGB = np.array([37.0, 99.0, 235.0])
 """Blue: pixels whose ink lowered it."""
-FULL_COLOUR_PERCENTILE = 99.0
+FULL_COLOUR_PERCENTILE = 95.0
 """Attributions at or above this percentile of |attribution| over the pixels that have any get
-full colour; the rest in proportion. The largest value alone would let one extreme pixel pale
-every other."""
+full colour, the rest in proportion: scaled to the largest value alone, a few extreme pixels
+would pale every other."""
 
 
 def overlay(image: np.ndarray, attributions: np.ndarray) -> np.ndarray:
