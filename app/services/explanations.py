@@ -1,10 +1,11 @@
 """Explanations: the plain answer, then integrated gradients for its best label.
 
-An explanation costs ``steps`` forward and backward passes, tens of times a prediction, and is
-not batched with others: it is bounded as a unit, like a generation. At most ``limit`` run at
-once (each in a worker thread, gradients on), ``queue`` more wait, the rest are refused (429
-with ``Retry-After``). The answer itself goes through the model's batcher as on the plain route,
-so its label and probabilities are the plain route's; the attributions are for that label.
+An explanation costs ``steps`` forward and backward passes (128 by default), hundreds of times
+the model work of a prediction, and is not batched with others: it is bounded as a unit, like a
+generation. At most ``limit`` run at once (each in a worker thread, gradients on), ``queue``
+more wait, the rest are refused (429 with ``Retry-After``). The answer itself goes through the
+model's batcher as on the plain route, so its label and probabilities are the plain route's; the
+attributions are for that label.
 """
 
 import base64
@@ -28,6 +29,7 @@ from app.services.heatmap import overlay_png
 from app.services.names import NameClassifier, NameInput
 
 DECIMALS = 6
+"""Inputs, attributions, logits and deltas are rounded to this many decimals in the answers."""
 
 
 @dataclass(frozen=True)

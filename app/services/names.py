@@ -90,7 +90,7 @@ class NameClassifier:
         return replace(attribution, values=attribution.values.sum(axis=-1))  # T x E -> T
 
     def _take_explainer(self) -> NameGRU:
-        """A copy of the net of this explanation's own (made on first need, then reused).
+        """A copy of the net for this explanation alone (made when none is free, then reused).
 
         Captum hooks the embedding of the net it explains while it integrates; a batch running
         on the served net meanwhile would go through that hook. The copy runs in training mode
