@@ -22,7 +22,9 @@ FROM ${PYTHON_IMAGE}
 # `python -m app` (app/__main__.py) runs uvicorn with TINYZOO_WORKERS processes, each with its own
 # models and one torch thread: give the container as many CPUs (docker run --cpus 2) or change
 # both (-e TINYZOO_WORKERS=4). /metrics sums the workers. SIGTERM: 20 s to finish requests.
-# Memory: each worker 320 MB at rest + 192 MiB while it decodes an upload (one at a time).
+# Memory: each worker 320 MB at rest + 192 MiB while it decodes an upload (one at a time), + 33 MB
+# once it has explained an answer (Captum and the matplotlib it imports, whose config and font
+# cache go to MPLCONFIGDIR: /tmp is writable under the Deployment's read-only root filesystem).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -37,6 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TINYZOO_MAX_DECODED_BYTES=201326592 \
     TINYZOO_MAX_HEADER_BYTES=65536 \
     TINYZOO_CLIENT_TIMEOUT_S=60 \
+    MPLCONFIGDIR=/tmp/matplotlib \
     MALLOC_ARENA_MAX=2 \
     MALLOC_MMAP_THRESHOLD_=4194304 \
     MALLOC_TRIM_THRESHOLD_=16777216

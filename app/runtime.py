@@ -21,6 +21,7 @@ from app.registry import ModelRegistry
 from app.services.char_rnn import CharModel
 from app.services.common import Answer
 from app.services.digits import DigitService, Limits
+from app.services.explanations import Explanations, Steps
 from app.services.generation import Generations
 from app.services.names import NameClassifier
 from app.settings import Settings
@@ -41,6 +42,7 @@ def probe_digits() -> list[np.ndarray]:
 
 
 NAME_ROUTES = frozenset({"/classify-name", "/classify-name/batch"})
+EXPLAIN_ROUTES = frozenset({"/digit/explain", "/classify-name/explain"})
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Runtime:
     chars: dict[str, CharModel] = field(default_factory=dict)
     batchers: dict[str, Batcher[object, Answer]] = field(default_factory=dict)
     generations: Generations | None = None
+    explanations: Explanations | None = None
     started: float = field(default_factory=time.perf_counter)
     cpu_limiter: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1)
@@ -134,12 +137,18 @@ class Runtime:
             self.chars[name] = service
 
     def start_batchers(self, metrics: Metrics | None = None) -> None:
-        """One bounded queue and worker per classifier (digits and names), and the gate of
-        the generations."""
+        """One bounded queue and worker per classifier (digits and names), and the gates of
+        the generations and the explanations."""
         self.metrics = metrics
         s = self.settings
         self.generations = Generations(
             limit=s.max_generations, queue=s.max_generation_queue, timeout_s=s.request_timeout_s
+        )
+        self.explanations = Explanations(
+            limit=s.max_explanations,
+            queue=s.max_explanation_queue,
+            timeout_s=s.request_timeout_s,
+            steps=Steps(s.explain_digit_steps, s.explain_name_steps, s.explain_batch_size),
         )
         classifiers: dict[str, Classifier] = {**self.digits, **self.names}
         for name, service in classifiers.items():
@@ -251,6 +260,10 @@ class Runtime:
         """The 429 a POST to this path would meet in its queue, decided from the path and query
         alone (``AdmissionMiddleware``); None when it may go in."""
         path = scope["path"]
+        if path in EXPLAIN_ROUTES and self.explanations is not None:
+            if (refused := self.explanations.admission.refusal()) is not None:
+                return refused
+            path = path.removesuffix("/explain")
         if path in NAME_ROUTES:
             batcher = self.batchers.get("name-gru")
         elif path == "/digit":
@@ -273,6 +286,18 @@ class Runtime:
         if name not in self.digits:
             raise ModelUnavailable(f"model {name!r} is not loaded on this server")
         return self.digits[name]
+
+    def name_classifier(self, name: str) -> NameClassifier:
+        """A loaded name model's classifier; 503 when that model is not served."""
+        if name not in self.names:
+            raise ModelUnavailable(f"model {name!r} is not loaded on this server")
+        return self.names[name]
+
+    def explanation(self) -> Explanations:
+        """The gate every explanation goes through; 503 before it is started."""
+        if self.explanations is None:
+            raise ModelUnavailable("explanations are not started on this server")
+        return self.explanations
 
     def generation(self) -> Generations:
         """The gate every generation goes through; 503 before it is started."""

@@ -61,6 +61,31 @@ class Settings(BaseSettings):
     max_generation_queue: int = Field(
         16, ge=0, description="generations waiting for a slot before 429"
     )
+    max_explanations: int = Field(
+        2,
+        ge=1,
+        description="explanations (/digit/explain, /classify-name/explain) computed at once per "
+        "worker, each in a worker thread",
+    )
+    max_explanation_queue: int = Field(
+        8, ge=0, description="explanations waiting for a slot before 429"
+    )
+    explain_digit_steps: int = Field(
+        128,
+        ge=1,
+        le=4096,
+        description="integrated-gradients steps for a digit (each a forward and backward pass)",
+    )
+    explain_name_steps: int = Field(
+        128, ge=1, le=4096, description="integrated-gradients steps for a name"
+    )
+    explain_batch_size: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="integration steps run through the net together (bounds an explanation's "
+        "memory)",
+    )
     api_key: str | None = Field(None, description="when set, required as a Bearer token")
     admin_key: str | None = Field(
         None,

@@ -1,8 +1,9 @@
 """Screenshots of the demo page for the docs: ``python -m bench.screenshots [--url URL]``.
 
 Starts the service on the committed weights (unless ``--url`` names a running one), then, in
-headless Chromium at 1280 and 390 CSS px, draws a digit, classifies a surname and generates
-text, and saves full-page screenshots to ``docs/screenshots/{desktop,phone}.png``.
+headless Chromium at 1280 and 390 CSS px, draws a digit and types a surname and asks why of
+each (the explanations), generates text, and saves full-page screenshots to
+``docs/screenshots/{desktop,phone}.png``.
 """
 
 import argparse
@@ -79,8 +80,12 @@ def shoot(browser: Browser, url: str, width: int, path: Path) -> None:
             page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=8)
         page.mouse.up()
     expect(page.locator("#digit-seen-figure")).to_be_visible()
+    page.get_by_role("button", name="Why this digit?").click()
+    expect(page.locator("#digit-why-image")).to_be_visible()
     page.get_by_label("Surname (any script)").press_sequentially("Kowalski", delay=20)
     expect(page.locator("#name-bars li")).to_have_count(5)
+    page.get_by_role("button", name="Why this country?").click()
+    expect(page.locator("#name-chars .char")).to_have_count(8)
     page.get_by_label("Seed (optional)").fill("3")
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#generate-status")).to_contain_text("generated", timeout=60_000)

@@ -44,8 +44,10 @@ class NameGRU(nn.Module):
 
     def forward(self, codes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Map B x T padded character codes and their B lengths (on the CPU) to B x C logits."""
-        embedded = self.embedding(codes.t())  # T x B x E
-        packed = pack_padded_sequence(embedded, lengths.cpu(), enforce_sorted=False)
+        embedded = self.embedding(codes)  # B x T x E
+        packed = pack_padded_sequence(
+            embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         _, hidden = self.gru(packed)  # (layers * directions) x B x H
         last = hidden[-self.directions :]  # directions x B x H, the last layer
         features = torch.cat(list(last), dim=1)  # B x (directions * H)

@@ -102,6 +102,39 @@ function renderBars(list, predictions, best) {
   );
 }
 
+/* Explanations: shared by the digit and the name */
+
+const FOR_RGB = [214, 40, 40];
+const AGAINST_RGB = [37, 99, 235];
+
+const isPressed = (button) => button.getAttribute("aria-pressed") === "true";
+const signed = (x, digits = 2) => `${x < 0 ? "−" : "+"}${Math.abs(x).toFixed(digits)}`;
+
+function hideWhy(kind) {
+  $(`${kind}-why`).hidden = true;
+  $(`${kind}-why-status`).textContent = "";
+  hideError($(`${kind}-why-error`));
+}
+
+function showWhy(kind, caption) {
+  hideError($(`${kind}-why-error`));
+  $(`${kind}-why-status`).textContent = "";
+  $(`${kind}-why-caption`).textContent = caption;
+  $(`${kind}-why`).hidden = false;
+}
+
+function whyFailed(kind, err) {
+  $(`${kind}-why-status`).textContent = "";
+  $(`${kind}-why`).hidden = true;
+  showError($(`${kind}-why-error`), err);
+}
+
+function closure(data, start) {
+  const change = data.logit - data.baseline_logit;
+  const error = Math.abs(data.delta).toFixed(2);
+  return `Together they make up the ${change.toFixed(2)} its score rose from ${start} (give or take ${error}).`;
+}
+
 /* Digits */
 
 const pad = $("pad");
@@ -115,6 +148,8 @@ let lastPoint = null;
 let drawn = false;
 let digitSeq = 0;
 let predictTimer = 0;
+let lastDigit = null;
+const digitExplain = $("digit-explain");
 
 function resetPad() {
   ctx.fillStyle = "#000";
@@ -127,6 +162,8 @@ function resetDigitResult(hint = "Draw a digit or upload a photo.") {
   $("digit-confidence").textContent = hint;
   $("digit-bars").replaceChildren();
   $("digit-seen-figure").hidden = true;
+  lastDigit = null;
+  hideWhy("digit");
 }
 
 function padPoint(event) {
@@ -203,6 +240,8 @@ async function classifyCurrent() {
     renderBars($("digit-bars"), byDigit, String(data.digit));
     $("digit-seen").src = data.image;
     $("digit-seen-figure").hidden = false;
+    lastDigit = { seq, image };
+    if (isPressed(digitExplain)) explainDigit(seq, image);
   } catch (err) {
     if (seq !== digitSeq) return;
     resetDigitResult("");
@@ -238,6 +277,33 @@ $("clear").addEventListener("click", () => {
   hideError(digitError);
 });
 
+async function explainDigit(seq, image) {
+  const form = new FormData();
+  form.append("file", ...image);
+  const query = new URLSearchParams({ model: digitModel.value, top_k: "1" });
+  $("digit-why-status").textContent = "Explaining…";
+  try {
+    const response = await api(`/digit/explain?${query}`, { method: "POST", body: form, headers: { Accept: "application/json" } });
+    const data = await response.json();
+    if (seq !== digitSeq || !isPressed(digitExplain)) return;
+    const picture = $("digit-why-image");
+    picture.src = data.overlay;
+    picture.alt =
+      `The 28 by 28 input with its ink coloured: red where it made the model more sure of ${data.digit}, ` +
+      "blue where it made it less sure; stronger colour, more evidence.";
+    showWhy("digit", `Red ink made it a ${data.digit}, blue ink spoke against. ${closure(data, "blank paper")}`);
+  } catch (err) {
+    if (seq === digitSeq) whyFailed("digit", err);
+  }
+}
+
+digitExplain.addEventListener("click", () => {
+  const on = !isPressed(digitExplain);
+  digitExplain.setAttribute("aria-pressed", String(on));
+  if (!on) hideWhy("digit");
+  else if (lastDigit && lastDigit.seq === digitSeq) explainDigit(digitSeq, lastDigit.image);
+});
+
 digitModel.addEventListener("change", classifyCurrent);
 photo.addEventListener("change", () => usePhoto(photo.files[0]));
 
@@ -262,17 +328,21 @@ resetDigitResult();
 
 const surname = $("surname");
 const nameError = $("name-error");
+const nameExplain = $("name-explain");
 let nameSeq = 0;
 let nameTimer = 0;
+let lastName = null;
 
 async function classifyName() {
   clearTimeout(nameTimer);
   const seq = ++nameSeq;
   const name = surname.value;
+  lastName = null;
   if (!name.trim()) {
     $("name-normalized").textContent = "";
     $("name-bars").replaceChildren();
     hideError(nameError);
+    hideWhy("name");
     return;
   }
   try {
@@ -281,13 +351,56 @@ async function classifyName() {
     hideError(nameError);
     $("name-normalized").textContent = `The model read “${data.normalized}”.`;
     renderBars($("name-bars"), data.predictions, data.predictions[0].label);
+    lastName = { seq, name };
+    if (isPressed(nameExplain)) explainName(seq, name);
   } catch (err) {
     if (seq !== nameSeq) return;
     $("name-normalized").textContent = "";
     $("name-bars").replaceChildren();
+    hideWhy("name");
     showError(nameError, err);
   }
 }
+
+function shade(value, scale) {
+  const strength = scale > 0 ? Math.min(1, Math.abs(value) / scale) : 0;
+  const [r, g, b] = value < 0 ? AGAINST_RGB : FOR_RGB;
+  return [`rgba(${r}, ${g}, ${b}, ${(0.85 * strength).toFixed(3)})`, strength];
+}
+
+async function explainName(seq, name) {
+  $("name-why-status").textContent = "Explaining…";
+  try {
+    const data = await (await postJson("/classify-name/explain", { name, top_k: 1 })).json();
+    if (seq !== nameSeq || !isPressed(nameExplain)) return;
+    const scale = Math.max(...data.characters.map((c) => Math.abs(c.attribution)));
+    $("name-chars").replaceChildren(
+      ...data.characters.map(({ char, attribution }) => {
+        const [background, strength] = shade(attribution, scale);
+        const letter = el("span", strength > 0.55 ? "char strong" : "char", char);
+        letter.style.background = background;
+        letter.title = `${char === " " ? "space" : char}: ${signed(attribution)}`;
+        return letter;
+      }),
+    );
+    const most = [...data.characters]
+      .filter((c) => c.attribution > 0)
+      .sort((a, b) => b.attribution - a.attribution)
+      .slice(0, 3)
+      .map((c) => `${c.char === " " ? "space" : c.char} ${signed(c.attribution)}`);
+    const lead = `Each letter of “${data.normalized}” shaded by how much it counted for ${data.label}`;
+    showWhy("name", `${lead}${most.length ? ` (most: ${most.join(", ")})` : ""}. ${closure(data, "a name of spaces")}`);
+  } catch (err) {
+    if (seq === nameSeq) whyFailed("name", err);
+  }
+}
+
+nameExplain.addEventListener("click", () => {
+  const on = !isPressed(nameExplain);
+  nameExplain.setAttribute("aria-pressed", String(on));
+  if (!on) hideWhy("name");
+  else if (lastName && lastName.seq === nameSeq) explainName(nameSeq, lastName.name);
+});
 
 surname.addEventListener("input", () => {
   clearTimeout(nameTimer);

@@ -274,6 +274,74 @@ def test_generated_text_streams_into_the_page(page: Page, server: str) -> None:
     expect(page.locator("#transduce-result")).to_contain_text("ohlol")
 
 
+def test_a_digit_is_explained_with_a_heatmap(page: Page) -> None:
+    why = page.get_by_role("button", name="Why this digit?")
+    expect(why).to_have_attribute("aria-pressed", "false")
+    _draw(page, [(70, 60), (210, 60), (120, 240)])
+    expect(page.locator("#digit-result")).to_have_text("7")
+    expect(page.locator("#digit-why")).to_be_hidden()
+    with page.expect_response(lambda r: "/digit/explain?model=digit-resnet" in r.url) as sent:
+        why.click()
+    assert sent.value.status == 200
+    expect(why).to_have_attribute("aria-pressed", "true")
+    heatmap = page.get_by_role("img", name=re.compile(r"ink coloured: red where .* sure of 7"))
+    expect(heatmap).to_be_visible()
+    assert heatmap.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [280, 280]
+    red, blue = heatmap.evaluate(
+        """img => {
+            const canvas = document.createElement("canvas");
+            [canvas.width, canvas.height] = [280, 280];
+            const context = canvas.getContext("2d");
+            context.drawImage(img, 0, 0);
+            const data = context.getImageData(0, 0, 280, 280).data;
+            let red = 0, blue = 0;
+            for (let i = 0; i < data.length; i += 4) {
+                if (data[i] > data[i + 2] + 60) red++;
+                if (data[i + 2] > data[i] + 60) blue++;
+            }
+            return [red, blue];
+        }"""
+    )
+    assert red > 500, (red, blue)  # at least 5 of the 28 x 28 pixels clearly red
+    expect(page.locator("#digit-why-caption")).to_contain_text("Red ink made it a 7")
+
+    with page.expect_response(lambda r: "/digit/explain?model=digit-inception" in r.url) as sent:
+        page.get_by_label("Model", exact=True).select_option("digit-inception")
+    assert sent.value.status == 200
+    expect(heatmap).to_be_visible()
+    why.click()
+    expect(why).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#digit-why")).to_be_hidden()
+    why.click()
+    expect(heatmap).to_be_visible()
+    page.get_by_role("button", name="Clear").click()
+    expect(page.locator("#digit-why")).to_be_hidden()
+
+
+def test_a_name_is_explained_letter_by_letter(page: Page) -> None:
+    page.get_by_label("Surname (any script)").press_sequentially("O'Brien", delay=30)
+    expect(page.locator("#name-bars li").first.locator(".bar-label")).to_have_text("Irish")
+    page.get_by_role("button", name="Why this country?").click()
+    letters = page.locator("#name-chars .char")
+    expect(letters).to_have_count(7)
+    assert letters.all_text_contents() == list("O'Brien")
+    shades = letters.evaluate_all("spans => spans.map(s => getComputedStyle(s).backgroundColor)")
+    assert all(shade.startswith("rgba(214, 40, 40") for shade in shades), shades
+    strongest = letters.evaluate_all(
+        "spans => spans.map(s => parseFloat(getComputedStyle(s).backgroundColor.split(',')[3]))"
+    )
+    assert max(strongest) == strongest[1], strongest  # the apostrophe
+    caption = page.locator("#name-why-caption")
+    expect(caption).to_contain_text("counted for Irish (most: ' +")
+    expect(page.locator("#name-why .legend")).to_contain_text("for")
+
+    surname = page.get_by_label("Surname (any script)")
+    surname.fill("")
+    surname.press_sequentially("Nguyen", delay=30)
+    expect(letters).to_have_count(6)
+    expect(caption).to_contain_text("counted for Vietnamese")
+
+
 def test_api_errors_show_their_detail(page: Page, server: str) -> None:
     page.get_by_label("Prompt").fill("café")
     page.get_by_role("button", name="Generate").click()

@@ -1,12 +1,14 @@
-"""Digit image route."""
+"""Digit image routes: the answer, and the answer explained."""
 
-from typing import Annotated
+import base64
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 
 from app.api.deps import RuntimeDep, client_gone, require_multipart
 from app.api.responses import problems
 from app.schemas import DigitModel, DigitResponse
+from app.schemas_explain import DigitExplanation
 
 router = APIRouter(tags=["digits"], form_limits={"max_files": 1, "max_fields": 16})
 """An upload is one file; a few other fields (a filename, a note) are tolerated."""
@@ -40,3 +42,37 @@ async def classify_digit(
     return await service.classify(
         data, top_k=top_k, debug=debug, answer_anyway=answer_anyway, gone=client_gone(request)
     )
+
+
+@router.post(
+    "/digit/explain",
+    response_model=DigitExplanation,
+    responses={
+        **problems(400, 413, 415, 422, 429, 503, 504),
+        200: {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON, or with format=png the overlay picture alone",
+        },
+    },
+    dependencies=[Depends(require_multipart)],
+)
+async def explain_digit(
+    request: Request,
+    runtime: RuntimeDep,
+    file: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF image")],
+    model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
+    top_k: Annotated[int, Query(ge=1, le=10)] = 3,
+    format: Annotated[
+        Literal["json", "png"], Query(description="png: answer with the overlay picture only")
+    ] = "json",
+) -> DigitExplanation | Response:
+    """Read a digit and show which pixels made the model choose it (integrated gradients)."""
+    service = runtime.digit_service(model)
+    data = await file.read()
+    explanation = await runtime.explanation().digit(
+        service, data, top_k=top_k, gone=client_gone(request)
+    )
+    if format == "png":
+        png = base64.b64decode(explanation.overlay.partition(",")[2])
+        return Response(png, media_type="image/png")
+    return explanation

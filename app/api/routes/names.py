@@ -15,6 +15,7 @@ from app.schemas import (
     ClassifyNameRequest,
     ClassifyNameResponse,
 )
+from app.schemas_explain import NameExplanation
 from app.services.common import top_predictions
 from app.services.names import NameInput, fold_name
 
@@ -73,3 +74,19 @@ async def classify_names(
         *(_classify(request, runtime, item, body.top_k) for item in items)
     )
     return ClassifyNameBatchResponse(model=MODEL, results=list(results))
+
+
+@router.post(
+    "/classify-name/explain",
+    response_model=NameExplanation,
+    responses=problems(400, 413, 415, 422, 429, 503, 504),
+)
+async def explain_name(
+    request: Request, body: ClassifyNameRequest, runtime: RuntimeDep
+) -> NameExplanation:
+    """Classify a surname and show how much each of its letters counted for the best country."""
+    item = fold_name(body.name)
+    batcher, classifier = runtime.batcher(MODEL), runtime.name_classifier(MODEL)
+    return await runtime.explanation().name(
+        classifier, batcher, item, top_k=body.top_k, gone=client_gone(request)
+    )
