@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.export import Dim
 
+from models.calibration import Calibration
 from models.checkpoint import Checkpoint
 from models.name_gru import NameGRU
 from models.name_gru_onnx import NameGRUForExport
@@ -50,10 +51,8 @@ class TensorSpec:
 
 def temperature(card: dict[str, Any]) -> float | None:
     """The temperature of a card's ``calibration`` entry, when that entry is temperature scaling."""
-    calibration = card.get("calibration")
-    if isinstance(calibration, dict) and calibration.get("method") == "temperature":
-        return float(calibration["temperature"])
-    return None
+    calibration = Calibration.from_card(card)
+    return calibration.temperature if calibration.method == "temperature" else None
 
 
 def probabilities(logits: torch.Tensor, temp: float | None) -> torch.Tensor:

@@ -80,7 +80,7 @@ def test_the_command_checks_each_export_and_prints_the_figure(
         assert line["same_top_class"] == 1.0
         readme = (out / name / "README.md").read_text()
         assert "max |diff| of probabilities" in readme
-        assert "plain softmax" in readme  # the committed cards have no calibration
+        assert "Not applied inside the graph" in readme  # every committed card: an isotonic map
     assert not list(out.glob(".*.partial")), "no half-written entry is left behind"
 
 
@@ -187,7 +187,7 @@ def test_a_temperature_in_the_card_is_part_of_the_graph(tmp_path: Path, data_dir
     shutil.copytree(WEIGHTS / "digit-resnet", weights / "digit-resnet")
     card_path = weights / "digit-resnet" / "card.json"
     card = json.loads(card_path.read_text())
-    card["calibration"] = {"method": "temperature", "temperature": 2.5}
+    card["calibration"] = {"method": "temperature", "parameters": {"temperature": 2.5}}
     card_path.write_text(json.dumps(card))
     result = export_model("digit-resnet", weights, tmp_path / "out", data_dir, examples=20)
     assert result.check.max_abs_diff <= TOLERANCE
@@ -206,10 +206,8 @@ def test_an_isotonic_map_is_written_beside_the_graph(tmp_path: Path, data_dir: P
     weights = tmp_path / "weights"
     shutil.copytree(WEIGHTS / "name-gru", weights / "name-gru")
     card_path = weights / "name-gru" / "card.json"
-    card = json.loads(card_path.read_text())
-    isotonic = {"method": "isotonic", "x": [0.0, 0.5, 1.0], "y": [0.0, 0.4, 1.0]}
-    card["calibration"] = isotonic
-    card_path.write_text(json.dumps(card))
+    isotonic = json.loads(card_path.read_text())["calibration"]  # the committed map
+    assert isotonic["method"] == "top-label isotonic"
     result = export_model("name-gru", weights, tmp_path / "out", data_dir, examples=20)
     assert result.check.max_abs_diff <= TOLERANCE  # the plain softmax, as the reference
     entry = tmp_path / "out" / "name-gru"
