@@ -17,15 +17,13 @@ from training.evaluate import evaluate
 FLOORS = {
     "digit-resnet": ("test_accuracy", 0.995),
     "digit-inception": ("test_accuracy", 0.993),
-    "name-gru": ("test_accuracy", 0.83),
+    "name-gru": ("test_accuracy", 0.825),
 }
 
 
 CLASSIFIERS = ["digit-resnet", "digit-inception", "name-gru"]
-ECE_BOUNDS = {"digit-resnet": 0.015, "digit-inception": 0.015, "name-gru": 0.02}
-"""The test-set ECE each committed calibration must reach (15 bins on the top probability).
-name-gru's is fitted on the 1,335 names its training held out, too few to promise 1.5 % on
-names_test: it reaches 1.9 % (6.4 % raw)."""
+ECE_BOUNDS = {"digit-resnet": 0.015, "digit-inception": 0.015, "name-gru": 0.015}
+"""The test-set ECE each committed calibration must reach (15 bins on the top probability)."""
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +83,7 @@ def test_calibration_makes_probabilities_match_test_accuracy(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "split"), [("digit-resnet", 5000), ("digit-inception", 5000), ("name-gru", 1335)]
+    ("name", "split"), [("digit-resnet", 5000), ("digit-inception", 5000), ("name-gru", 2671)]
 )
 def test_calibration_finds_the_examples_training_held_out(
     name: str, split: int, data_dir: Path

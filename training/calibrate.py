@@ -64,8 +64,13 @@ def held_out(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Ex
         description = (
             f"the {len(names):,} names of names_train that the training run held out "
             f"(val_fraction {hp['val_fraction']}, seed {seed}: the first {len(names):,} of the "
-            "seed's random permutation, after the junk rows are dropped): they chose the "
-            "training epoch but never fitted a weight; names_test was not used"
+            "seed's random permutation, after the junk rows are dropped): "
+            + (
+                "they chose the training epoch but never fitted a weight"
+                if hp.get("select_epoch", True)
+                else "training kept its last epoch, so they neither fitted a weight nor chose one"
+            )
+            + "; names_test was not used"
         )
         return Examples(name_logits(checkpoint.model, names, device), targets, description)
     images = held_out_digits(card, load_mnist(data_dir, "train"))

@@ -59,9 +59,10 @@ RECIPES = {
         dropout=0.4,
         one_cycle=True,
         label_smoothing=0.05,
-        val_fraction=0.1,
+        val_fraction=0.2,
         drop_junk=True,
         class_weight_power=0.3,
+        select_epoch=False,
     ),
 }
 
