@@ -12,15 +12,15 @@ from typing import Any
 
 import torch
 
-from models.calibration import CARD_KEY, Calibration
+from models.calibration import CARD_KEY, TOP_LABEL_ISOTONIC, Calibration
 from models.checkpoint import Checkpoint, load_checkpoint, write_card
 from training.calibration import (
     ABSTAIN_BELOW,
     BINS,
-    METHODS,
     OUTLIER_SHARE,
     expected_calibration_error,
     fit,
+    method_for,
 )
 from training.data import checksums, load_mnist, mnist_paths, names_paths
 from training.digits import digit_logits, held_out_digits
@@ -88,6 +88,8 @@ def held_out(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Ex
         "fitted a weight; the test set was not used"
     )
     logits = digit_logits(checkpoint.model, images.images, device)
+    if method_for(card) != TOP_LABEL_ISOTONIC:  # a net never shown non-digits: digits alone
+        return Examples(logits, images.labels, description)
     n_odd = round(len(images.labels) * OUTLIER_SHARE / (1 - OUTLIER_SHARE))
     odd = torch.from_numpy(outliers(n_odd, seed=OUTLIER_SEED + int(seed)))
     description += (
@@ -142,7 +144,9 @@ def changed_answers(calibration: Calibration, logits: torch.Tensor) -> int:
 ABSTENTION_KEY = "abstention"
 
 
-def abstention(calibration: Calibration, fitted: Examples, test: Examples) -> dict[str, Any]:
+def abstention(
+    calibration: Calibration, fitted: Examples, odd: torch.Tensor, test: Examples
+) -> dict[str, Any]:
     """A digit net's abstention rule (read by the service) and what it refuses, measured.
 
     The net abstains when its softmax gives no digit even ``ABSTAIN_BELOW`` (before
@@ -159,14 +163,13 @@ def abstention(calibration: Calibration, fitted: Examples, test: Examples) -> di
     return {
         "score": "softmax top probability, before calibration",
         "threshold": threshold,
-        "chosen": "low, so that few real digits are refused: on realistic uploads of MNIST test "
-        "digits (bench.trust) it refuses a third of a point of them, and half the uploads that "
-        "are not digits",
+        "chosen": "low, so that few real digits are refused; python -m bench.trust measures "
+        "what it refuses of realistic digit uploads and of uploads that are not digits",
         "effect": "below the threshold the service answers 422 no-digit-found, or with "
         "answer_anyway=true flags the answer abstained",
         "refused": {
             "held_out_digits": refused(fitted.logits[digits]),
-            "held_out_non_digits": refused(fitted.logits[~digits]),
+            "held_out_non_digits": refused(odd),
             "test_digits": refused(test.logits),
         },
         "test_accuracy_refused_counted_wrong": round(float(right.double().mean()), 6),
@@ -179,7 +182,7 @@ def calibrate(
     """Fit ``weights_dir/name``'s calibration and write it into its card; return the entry."""
     directory = weights_dir / name
     checkpoint = load_checkpoint(directory, device)
-    method = METHODS.get(checkpoint.card["architecture"])
+    method = method_for(checkpoint.card)
     if method is None:
         raise CalibrationRefused(f"{name}: not a classifier; only classifiers are calibrated")
     fitted = held_out(checkpoint, data_dir, device)
@@ -200,7 +203,10 @@ def calibrate(
     }
     card = {k: v for k, v in checkpoint.card.items() if k not in (CARD_KEY, ABSTENTION_KEY)}
     if checkpoint.card["architecture"] != "NameGRU":
-        card[ABSTENTION_KEY] = abstention(calibration, fitted, test)
+        n_odd = round(int((fitted.targets >= 0).sum()) * OUTLIER_SHARE / (1 - OUTLIER_SHARE))
+        odd = outliers(n_odd, seed=OUTLIER_SEED + int(checkpoint.card["seed"]))
+        odd_logits = digit_logits(checkpoint.model, torch.from_numpy(odd), device)
+        card[ABSTENTION_KEY] = abstention(calibration, fitted, odd_logits, test)
     write_card(directory, {**card, CARD_KEY: entry})
     load_checkpoint(directory)  # the card as written loads, calibration included
     return entry

@@ -1,6 +1,8 @@
 """Calibration error and the fits behind ``models.calibration``: a temperature (the digit nets)
 and a top-label isotonic map (the surname net), each fitted on held-out logits."""
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -8,17 +10,29 @@ from models.calibration import TEMPERATURE, TOP_LABEL_ISOTONIC, Calibration
 
 BINS = 15
 """Equal-width bins of the top probability for the expected calibration error (Guo et al.)."""
-METHODS = {
-    "InceptionNet": TOP_LABEL_ISOTONIC,
-    "ResNet": TOP_LABEL_ISOTONIC,
-    "NameGRU": TOP_LABEL_ISOTONIC,
-}
-"""The calibration each architecture gets: the isotonic map on the top probability, which keeps
-every answer's first label. The surname net's class-weighted loss makes its probabilities speak
-for a balanced prior, too low for the common countries and too high for the rare ones, which no
-single temperature fixes. The digit nets are fitted on held-out digits mixed with non-digits
-(``OUTLIER_SHARE``): a temperature fitted on digits alone sharpens every answer, a letter's
-included, where the map learns that the middling probabilities non-digits get are seldom right."""
+CLASSIFIERS = ("InceptionNet", "ResNet", "NameGRU")
+
+
+def method_for(card: dict[str, Any]) -> str | None:
+    """The calibration a checkpoint gets (None: not a classifier).
+
+    - name-gru: the isotonic map on the top probability. Its class-weighted loss makes its
+      probabilities speak for a balanced prior, too low for the common countries and too high
+      for the rare ones, which no single temperature fixes.
+    - A digit net trained beside generated non-digits (``outliers`` in its hyperparameters):
+      the same map, fitted on held-out digits mixed with non-digits (``OUTLIER_SHARE``). A
+      temperature fitted on digits alone sharpens every answer, a letter's included; the map
+      learns that the middling probabilities non-digits get are seldom right.
+    - A digit net that never saw non-digits: one temperature on held-out digits. It is as sure
+      of a letter as of a digit, so a mix would only blur its digits' probabilities.
+    """
+    architecture = card.get("architecture")
+    if architecture not in CLASSIFIERS:
+        return None
+    if architecture == "NameGRU" or card.get("hyperparameters", {}).get("outliers", 0):
+        return TOP_LABEL_ISOTONIC
+    return TEMPERATURE
+
 
 ABSTAIN_BELOW = 0.15
 """A digit net abstains when its softmax top probability (before calibration) is under this:

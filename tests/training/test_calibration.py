@@ -97,7 +97,8 @@ def _tiny(root: Path, name: str, hyperparameters: dict[str, Any], data_dir: Path
 @pytest.mark.parametrize(
     ("name", "hyperparameters", "method"),
     [
-        ("digit-resnet", {"val_size": 2000}, "top-label isotonic"),
+        ("digit-resnet", {"val_size": 2000, "outliers": 30000}, "top-label isotonic"),
+        ("digit-resnet", {"val_size": 2000}, "temperature"),
         ("name-gru", {"val_fraction": 0.1, "drop_junk": True}, "top-label isotonic"),
     ],
 )
@@ -124,9 +125,14 @@ def test_calibrate_writes_the_entry_and_leaves_the_weights(
     abstention = card.pop("abstention", None)
     assert card == before, "calibrate changes nothing in the card but calibration and abstention"
     assert entry["method"] == method
-    assert entry["examples"] == (2000 + 222 if name == "digit-resnet" else 1335)
-    if name == "digit-resnet":  # held-out digits and one in ten generated non-digits
-        assert "non-digits" in entry["fitted_on"]
+    mixed = "outliers" in hyperparameters  # trained beside non-digits: calibrated on a mix
+    assert (
+        entry["examples"] == {True: 2000 + 222, False: 2000}[mixed]
+        if name == "digit-resnet"
+        else 1335
+    )
+    assert ("non-digits" in entry["fitted_on"]) == mixed
+    if name == "digit-resnet":
         assert abstention is not None and 0 <= abstention["threshold"] < 1
         assert set(abstention["refused"]) == {
             "held_out_digits",

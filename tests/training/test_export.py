@@ -80,7 +80,11 @@ def test_the_command_checks_each_export_and_prints_the_figure(
         assert line["same_top_class"] == 1.0
         readme = (out / name / "README.md").read_text()
         assert "max |diff| of probabilities" in readme
-        assert "Not applied inside the graph" in readme  # every committed card: an isotonic map
+        checkpoint = load_checkpoint(WEIGHTS / name)
+        if checkpoint.calibration.method == "temperature":  # applied inside the graph
+            assert f"softmax(logits / {checkpoint.calibration.temperature:g}" in readme
+        else:  # an isotonic map, for the client to apply
+            assert "Not applied inside the graph" in readme
     assert not list(out.glob(".*.partial")), "no half-written entry is left behind"
 
 
@@ -89,11 +93,13 @@ def test_digit_export_matches_pytorch_on_mnist_test_digits(
     name: str, exported: tuple[Path, dict[str, Any]], data_dir: Path
 ) -> None:
     session = _session(exported[0], name)
-    model = load_checkpoint(WEIGHTS / name).model
+    checkpoint = load_checkpoint(WEIGHTS / name)
+    model, calibration = checkpoint.model, checkpoint.calibration
+    divide = calibration.temperature if calibration.method == "temperature" else 1.0
     images = load_mnist(data_dir, "test").images[:200]
     for batch in (images[:1], images[1:8], images):  # dynamic batch: 1, 7 and 200
         with torch.inference_mode():
-            expected = F.softmax(model(normalize(batch)), dim=1).numpy()
+            expected = F.softmax(model(normalize(batch)) / divide, dim=1).numpy()
         (got,) = session.run(["probabilities"], {"pixels": (batch.float() / 255).numpy()})
         assert got.shape == expected.shape
         assert float(np.abs(got - expected).max()) <= TOLERANCE
