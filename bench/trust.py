@@ -9,7 +9,7 @@ and how many non-digits are answered as a digit with probability >= 0.9. For nam
 balanced accuracy and calibration error on names_test through ``NameClassifier``. The report is
 Markdown.
 
-    python -m bench.trust [--limit N] [--nondigits N] [--out FILE]
+    python -m bench.trust [--limit N] [--nondigits N] [--weights DIR] [--out FILE]
 """
 
 import argparse
@@ -83,7 +83,7 @@ def digit_row(
     )
 
 
-def digits_report(limit: int, n_nondigits: int) -> list[str]:
+def digits_report(weights: Path, limit: int, n_nondigits: int) -> list[str]:
     lines = [
         "| model | uploads | n | accuracy (refused = wrong) | refused | ECE (answered) |",
         "|---|---|---:|---:|---:|---:|",
@@ -99,7 +99,7 @@ def digits_report(limit: int, n_nondigits: int) -> list[str]:
     mnist_labels = test.labels.numpy()
     suite = {kind: corpus.build(kind, limit) for kind in KINDS}
     odd = nondigits.build(n_nondigits)
-    for path in sorted(WEIGHTS.glob("digit-*")):
+    for path in sorted(weights.glob("digit-*")):
         service = DigitService(
             load_checkpoint(path, torch.device("cpu")), torch.device("cpu"), LIMITS
         )
@@ -129,8 +129,8 @@ def digits_report(limit: int, n_nondigits: int) -> list[str]:
     return lines + odd_lines
 
 
-def names_report() -> list[str]:
-    checkpoint = load_checkpoint(WEIGHTS / "name-gru", torch.device("cpu"))
+def names_report(weights: Path) -> list[str]:
+    checkpoint = load_checkpoint(weights / "name-gru", torch.device("cpu"))
     classifier = NameClassifier(checkpoint, torch.device("cpu"))
     rows = load_names(default_data_dir(), "test")
     names, countries = [n for n, _ in rows], [c for _, c in rows]
@@ -160,11 +160,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300, help="uploads per realistic kind")
     parser.add_argument("--nondigits", type=int, default=1500)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="default: weights/")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    text = "\n".join([*digits_report(args.limit, args.nondigits), *names_report()])
+    text = "\n".join(
+        [*digits_report(args.weights, args.limit, args.nondigits), *names_report(args.weights)]
+    )
     text += f"\n\n{time.perf_counter() - start:.0f} s on one thread.\n"
     print(text)
     if args.out:
