@@ -326,7 +326,8 @@ def test_a_name_is_explained_letter_by_letter(page: Page) -> None:
     expect(letters).to_have_count(7)
     assert letters.all_text_contents() == list("O'Brien")
     shades = letters.evaluate_all("spans => spans.map(s => getComputedStyle(s).backgroundColor)")
-    assert all(shade.startswith("rgba(214, 40, 40") for shade in shades), shades
+    red = [shade.startswith("rgba(214, 40, 40") for shade in shades]
+    assert red[1] and sum(red) >= 5, shades  # mostly evidence for Irish, the apostrophe above all
     strongest = letters.evaluate_all(
         "spans => spans.map(s => parseFloat(getComputedStyle(s).backgroundColor.split(',')[3]))"
     )
