@@ -66,7 +66,7 @@ async def digits(
     async def one(blob: bytes) -> tuple[str, float]:
         response = await client.post(
             "/digit",
-            params={"model": model, "top_k": 1},
+            params={"model": model, "top_k": 1, "answer_anyway": "true"},  # every guess
             files={"file": ("d.png", blob, "image/png")},
         )
         response.raise_for_status()
