@@ -90,18 +90,25 @@ def held_out(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Ex
     logits = digit_logits(checkpoint.model, images.images, device)
     if method_for(card) != TOP_LABEL_ISOTONIC:  # a net never shown non-digits: digits alone
         return Examples(logits, images.labels, description)
-    n_odd = round(len(images.labels) * OUTLIER_SHARE / (1 - OUTLIER_SHARE))
-    odd = torch.from_numpy(outliers(n_odd, seed=OUTLIER_SEED + int(seed)))
+    odd = non_digit_logits(checkpoint, len(images.labels), device)
     description += (
-        f", mixed with {n_odd:,} generated non-digits (training.outliers, seed "
+        f", mixed with {len(odd):,} generated non-digits (training.outliers, seed "
         f"{OUTLIER_SEED + int(seed)}; {OUTLIER_SHARE:.0%} of the mix), to which every answer "
         "counts as wrong"
     )
     return Examples(
-        torch.cat([logits, digit_logits(checkpoint.model, odd, device)]),
-        torch.cat([images.labels, torch.full((n_odd,), -1, dtype=images.labels.dtype)]),
+        torch.cat([logits, odd]),
+        torch.cat([images.labels, torch.full((len(odd),), -1, dtype=images.labels.dtype)]),
         description,
     )
+
+
+def non_digit_logits(checkpoint: Checkpoint, digits: int, device: torch.device) -> torch.Tensor:
+    """A digit checkpoint's logits on the calibration's generated non-digits: as many as make
+    ``OUTLIER_SHARE`` of a mix with ``digits`` digits, seeded apart from training's pool."""
+    n = round(digits * OUTLIER_SHARE / (1 - OUTLIER_SHARE))
+    odd = outliers(n, seed=OUTLIER_SEED + int(checkpoint.card["seed"]))
+    return digit_logits(checkpoint.model, torch.from_numpy(odd), device)
 
 
 def on_test_set(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Examples:
@@ -203,10 +210,13 @@ def calibrate(
     }
     card = {k: v for k, v in checkpoint.card.items() if k not in (CARD_KEY, ABSTENTION_KEY)}
     if checkpoint.card["architecture"] != "NameGRU":
-        n_odd = round(int((fitted.targets >= 0).sum()) * OUTLIER_SHARE / (1 - OUTLIER_SHARE))
-        odd = outliers(n_odd, seed=OUTLIER_SEED + int(checkpoint.card["seed"]))
-        odd_logits = digit_logits(checkpoint.model, torch.from_numpy(odd), device)
-        card[ABSTENTION_KEY] = abstention(calibration, fitted, odd_logits, test)
+        digits = fitted.targets >= 0
+        odd = (  # the mix's non-digits, or as many made for the measure alone
+            fitted.logits[~digits]
+            if not digits.all()
+            else non_digit_logits(checkpoint, int(digits.sum()), device)
+        )
+        card[ABSTENTION_KEY] = abstention(calibration, fitted, odd, test)
     write_card(directory, {**card, CARD_KEY: entry})
     load_checkpoint(directory)  # the card as written loads, calibration included
     return entry
