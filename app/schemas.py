@@ -98,7 +98,17 @@ class ClassifyNameBatchResponse(BaseModel):
     results: list[ClassifyNameResponse] = Field(description="in input order")
 
 
-class DigitResponse(BaseModel):
+class DigitAnswer(BaseModel):
+    """What every digit route answers: the best digit first."""
+
+    digit: int = Field(ge=0, le=9)
+    probability: float = Field(description=f"the first prediction's: {PROBABILITY}")
+    model: DigitModel
+    version: str = Field(description="the model version that answered")
+    predictions: list[Prediction] = Field(description="best first")
+
+
+class DigitResponse(DigitAnswer):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -116,11 +126,6 @@ class DigitResponse(BaseModel):
             ]
         }
     )
-    digit: int = Field(ge=0, le=9)
-    probability: float = Field(description=f"the first prediction's: {PROBABILITY}")
-    model: DigitModel
-    version: str = Field(description="the model version that answered")
-    predictions: list[Prediction]
     image: str | None = Field(
         None, description="with debug=true: the 28x28 input the model saw, as a PNG data URL"
     )

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas import DigitModel, NameModel, Prediction
+from app.schemas import ClassifyNameResponse, DigitAnswer
 
 _BLANK: Any = [[0.0] * 28] * 28
 _EXPLAINED = (
@@ -24,7 +24,9 @@ Delta = Annotated[
 ]
 
 
-class DigitExplanation(BaseModel):
+class DigitExplanation(DigitAnswer):
+    """The plain answer, and which pixels made the best digit (the one explained)."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -44,11 +46,6 @@ class DigitExplanation(BaseModel):
             ]
         }
     )
-    digit: int = Field(ge=0, le=9, description="the best digit, the one explained")
-    probability: float
-    model: DigitModel
-    version: str = Field(description="the model version that answered")
-    predictions: list[Prediction] = Field(description="best first, as POST /digit gives them")
     input: list[list[float]] = Field(
         description="the 28x28 image the model saw, rows of pixels in [0, 1], ink 1"
     )
@@ -70,7 +67,9 @@ class CharacterAttribution(BaseModel):
     attribution: float
 
 
-class NameExplanation(BaseModel):
+class NameExplanation(ClassifyNameResponse):
+    """The plain answer, and which letters made the best country (the one explained)."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -92,11 +91,6 @@ class NameExplanation(BaseModel):
             ]
         }
     )
-    name: str
-    normalized: str = Field(description="the folded form the model saw")
-    model: NameModel
-    version: str = Field(description="the model version that answered")
-    predictions: list[Prediction] = Field(description="best first, as POST /classify-name")
     label: str = Field(description="the country explained: the best one")
     characters: list[CharacterAttribution] = Field(
         description=f"one per character of `normalized`, in order: {_EXPLAINED}; the baseline "
