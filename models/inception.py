@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.detector import DigitDetector, mixed_log_probs
+
 
 class InceptionA(nn.Module):
     """Four parallel branches concatenated on channels: 16 + 24 + 24 + 24 = 88 channels out.
@@ -45,10 +47,18 @@ class InceptionNetConfig:
     conv2_channels: int = 20
     kernel_size: int = 5
     image_size: int = 28
+    detector: int = 0
+    """Hidden units of a digit detector on the features (``models.detector``); 0: none."""
 
 
 class InceptionNet(nn.Module):
-    """conv 1->10 k5, InceptionA, conv 88->20 k5, InceptionA; max-pool 2 after each conv; fc."""
+    """conv 1->10 k5, InceptionA, conv 88->20 k5, InceptionA; max-pool 2 after each conv; fc.
+
+    With ``config.detector`` units, a :class:`~models.detector.DigitDetector` reads the
+    features (``conv2``'s pooled activations) and the net returns the mixture's log-probabilities
+    in place of its logits (``models.detector``): the same first label, spread towards even for
+    what the detector takes for a non-digit.
+    """
 
     def __init__(self, config: InceptionNetConfig) -> None:
         super().__init__()
@@ -59,13 +69,33 @@ class InceptionNet(nn.Module):
         self.conv2 = nn.Conv2d(InceptionA.out_channels, config.conv2_channels, kernel_size=k)
         self.incept2 = InceptionA(config.conv2_channels)
         side = ((config.image_size - k + 1) // 2 - k + 1) // 2  # 28 -> 24 -> 12 -> 8 -> 4
+        self.side = side
         self.fc = nn.Linear(InceptionA.out_channels * side * side, config.num_classes)
+        self.detector = (
+            DigitDetector(config.conv2_channels * side * side, config.detector)
+            if config.detector
+            else None
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map B x 1 x 28 x 28 normalised images to B x 10 logits."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """B x 1 x 28 x 28 normalised images -> B x 320: conv2's pooled, rectified output."""
         x = F.relu(F.max_pool2d(self.conv1(x), 2))  # B x 10 x 12 x 12
         x = self.incept1(x)  # B x 88 x 12 x 12
         x = F.relu(F.max_pool2d(self.conv2(x), 2))  # B x 20 x 4 x 4
+        return x.flatten(1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """B x 320 features -> B x 10 logits of the digits."""
+        x = features.view(-1, self.config.conv2_channels, self.side, self.side)  # B x 20 x 4 x 4
         x = self.incept2(x)  # B x 88 x 4 x 4
         logits: torch.Tensor = self.fc(x.flatten(1))  # B x 1408 -> B x 10
         return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map B x 1 x 28 x 28 normalised images to B x 10 logits (with a detector, the
+        mixture's log-probabilities)."""
+        features = self.features(x)
+        logits = self.classify(features)
+        if self.detector is None:
+            return logits
+        return mixed_log_probs(logits, self.detector(features))

@@ -59,6 +59,7 @@ class DigitRecipe:
     outlier_batch: int = 64  # outliers beside each batch of digits
     outlier_weight: float = 0.5  # weight of their loss: cross-entropy to the even spread
     init: str = ""  # start from this checkpoint's weights (a folder), to fine-tune; "" = random
+    detector: int = 0  # > 0: train only a digit detector of this many units on init's features
 
 
 RECIPES = {
@@ -156,11 +157,18 @@ def train_digits(run: Run) -> dict[str, Any]:
     config = config_cls()
     model = module_cls(config).to(run.device)
     origin: dict[str, Any] = {}
+    if recipe.detector and (arch != "InceptionNet" or not recipe.init or not recipe.outliers):
+        raise ValueError("detector: only for digit-inception, with init= and outliers > 0")
     if recipe.init:  # fine-tune: the same architecture and config, its weights as the start
         start = load_checkpoint(Path(recipe.init), run.device)
-        config = config_cls(**start.card["config"])
+        extra = {"detector": recipe.detector} if recipe.detector else {}
+        config = config_cls(**{**start.card["config"], **extra})
         model = module_cls(config).to(run.device)
-        model.load_state_dict(start.model.state_dict())
+        weights = start.model.state_dict()
+        if recipe.detector:  # a new detector on the net's own weights (any old one dropped)
+            weights = {k: v for k, v in weights.items() if not k.startswith("detector.")}
+        missing, _ = model.load_state_dict(weights, strict=not recipe.detector)
+        assert all(k.startswith("detector.") for k in missing), missing
         origin = {"fine_tuned_from": {"weights_sha256": start.card.get("weights_sha256")}}
 
     train, test = load_mnist(run.data_dir, "train"), load_mnist(run.data_dir, "test")
@@ -177,6 +185,11 @@ def train_digits(run: Run) -> dict[str, Any]:
         if pool
         else None
     )  # N x 1 x 28 x 28
+    if recipe.detector:
+        assert x_out is not None and isinstance(model, InceptionNet)
+        history = train_detector(model, x_train, x_out, recipe, run)
+        val = evaluate_digits(model, train.images[val_idx], train.labels[val_idx], run.device)
+        return finish_digits(run, model, config, recipe, test, history, val["accuracy"], [], origin)
     job = run.dist
     steps_per_epoch = math.ceil(len(x_train) // job.world / recipe.batch_size)
     if run.dry_run:
@@ -260,9 +273,28 @@ def train_digits(run: Run) -> dict[str, Any]:
             history.log(test_loss=held["loss"], test_accuracy=held["accuracy"])
     if best is not None:
         evaluated.load_state_dict(best[1])
-    model = evaluated
+    val_accuracy = best[0] if best is not None else None
+    return finish_digits(
+        run, evaluated, config, recipe, test, history, val_accuracy, shards, origin
+    )
+
+
+def finish_digits(
+    run: Run,
+    model: nn.Module,
+    config: Any,
+    recipe: DigitRecipe,
+    test: MnistSplit,
+    history: History,
+    val_accuracy: float | None,
+    shards: list[dict[str, Any]],
+    origin: dict[str, Any],
+) -> dict[str, Any]:
+    """Measure the trained net on the test set and write its checkpoint and card."""
+    job = run.dist
     if not job.main:
         return run.finish(model, {}, history)
+    arch = DIGIT_MODELS[run.name][0]
     test_metrics = evaluate_digits(model, test.images, test.labels, run.device)
     card = {
         "task": "MNIST handwritten digit classification (10 classes)",
@@ -274,7 +306,7 @@ def train_digits(run: Run) -> dict[str, Any]:
             "test_accuracy": round(test_metrics["accuracy"], 6),
             "test_loss": round(test_metrics["loss"], 6),
             "test_examples": len(test.images),
-            **({"val_accuracy": round(best[0], 6)} if best is not None else {}),
+            **({"val_accuracy": round(val_accuracy, 6)} if val_accuracy is not None else {}),
         },
         "data": {"dir": "mnist", "sha256": checksums(mnist_paths(run.data_dir))},
         "hyperparameters": asdict(recipe),
@@ -282,3 +314,60 @@ def train_digits(run: Run) -> dict[str, Any]:
         **({"distributed": {"shards": shards}} if job.world > 1 else {}),
     }
     return run.finish(model, card, history)
+
+
+def train_detector(
+    model: InceptionNet,
+    x_train: torch.Tensor,
+    x_out: torch.Tensor,
+    recipe: DigitRecipe,
+    run: Run,
+) -> History:
+    """Train ``model.detector`` alone (``models.detector``): digits (label 1) against generated
+    non-digits (label 0), both augmented as the net's training was, on the frozen net's
+    features. Each batch weighs the two kinds equally, so the detector's odds are for an even
+    prior; the calibration fitted afterwards sets them for the mix a service sees."""
+    detector = model.detector
+    assert detector is not None
+    model.requires_grad_(False)
+    detector.requires_grad_(True)
+    gen = torch.Generator().manual_seed(run.seed * 1009 + 17)
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.features(((x - MEAN) / STD).to(run.device))
+
+    sample = torch.randperm(len(x_train), generator=gen)[:5000]
+    sample_out = torch.randperm(len(x_out), generator=gen)[:5000]
+    detector.standardise_on(torch.cat([features(x_train[sample]), features(x_out[sample_out])]))
+    steps = max(1, len(x_train) // recipe.batch_size)
+    if run.dry_run:
+        steps = 1
+    optimizer = torch.optim.AdamW(
+        detector.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps
+    )
+    history = History()
+    model.eval()  # the net is frozen: no dropout or batch statistics to update
+    for _ in tqdm(range(1 if run.dry_run else recipe.epochs), desc=run.name, unit="epoch"):
+        perm = torch.randperm(len(x_train), generator=gen)
+        loss_sum = 0.0
+        for step in tqdm(range(steps), leave=False, unit="batch"):
+            digits = x_train[perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]]
+            pick = torch.randint(len(x_out), (recipe.outlier_batch,), generator=gen)
+            odd = x_out[pick].to(run.device)
+            z = features(torch.cat([augment(digits, gen), augment(odd, gen)]))
+            log_odds = detector(z)
+            target = torch.cat([torch.ones(len(digits)), torch.zeros(len(odd))]).to(run.device)
+            each = F.binary_cross_entropy_with_logits(log_odds, target, reduction="none")
+            loss = each[: len(digits)].mean() + each[len(digits) :].mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss.detach())
+        history.log(train_loss=loss_sum / steps)
+    model.requires_grad_(True)
+    return history

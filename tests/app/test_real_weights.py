@@ -148,13 +148,13 @@ def _png(pixels: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+@pytest.mark.parametrize("model", ["digit-resnet", "digit-inception"])
 async def test_drawings_that_are_not_digits_get_no_confident_digit(
-    real_client: httpx.AsyncClient,
+    real_client: httpx.AsyncClient, model: str
 ) -> None:
-    # the default digit net, trained beside non-digits (digit-inception was not)
     for what, data in _drawings().items():
         files = {"file": ("x.png", data, "image/png")}
-        r = await real_client.post("/digit", files=files)
+        r = await real_client.post("/digit", files=files, params={"model": model})
         if r.status_code == 422:
             assert "digit" in r.json()["detail"], what
             continue

@@ -6,8 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.checkpoint import load_checkpoint
+from tests.conftest import WEIGHTS
 from training.__main__ import MODEL_NAMES, build_parser, main
 from training.data import DataError, load_mnist, load_names
 from training.walkthroughs import rnn_shapes, rnncell_shapes, train_hello_model
@@ -92,3 +94,40 @@ def test_names_reader_handles_the_quirks_of_the_real_file(data_dir: Path) -> Non
     assert ("Jevolojnov,", "Russian") in rows
     assert all(name == name.strip() for name, _ in rows)
     assert len(load_names(data_dir, "train", drop_junk=True)) == 13_374 - 16
+
+
+def test_a_detector_run_trains_the_detector_alone(tmp_path: Path, data_dir: Path) -> None:
+    start = WEIGHTS / "digit-inception"
+    args = ["digit-inception", "--out", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "1"]
+    settings = {"init": str(start), "detector": "8", "train_limit": "256", "outliers": "128"}
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    assert main(args) == 0
+    trained = load_checkpoint(tmp_path / "digit-inception")
+    net = load_checkpoint(start).model.state_dict()
+    before = {k: v for k, v in net.items() if not k.startswith("detector.")}
+    after = trained.model.state_dict()
+    detector = {k for k in after if k.startswith("detector.")}
+    assert detector and set(after) - detector == set(before)
+    for key, tensor in before.items():  # every digit weight as it was: the answers' order too
+        assert torch.equal(after[key], tensor), key
+    assert trained.card["config"]["detector"] == 8
+    assert (
+        trained.card["fine_tuned_from"]["weights_sha256"]
+        == load_checkpoint(start).card["weights_sha256"]
+    )
+
+
+def test_a_detector_needs_a_trained_net_to_sit_on(tmp_path: Path, data_dir: Path) -> None:
+    with pytest.raises(ValueError, match="detector"):
+        main(
+            [
+                "digit-resnet",
+                "--out",
+                str(tmp_path),
+                "--data-dir",
+                str(data_dir),
+                "--set",
+                "detector=8",
+            ]
+        )
