@@ -12,12 +12,33 @@ going in and out and enforces:
 * a head finished within ``client_timeout_s`` of its first byte, and no connection on which
   nothing has moved, either way, for ``client_timeout_s``: closed (an application reading a
   body then sees the client leave, a 499). ``client_timeout_s`` must be longer than a request
-  may compute without writing (``request_timeout_s``, the deadline of every model call).
+  may compute without writing (``request_timeout_s``, the deadline of every model call);
+* at most ``max_requests_in_progress`` requests in progress at once (``Intake``): a request
+  counts from its last byte (the head's end plus its ``Content-Length``) to the first byte of
+  its response, so a client still sending, however slowly, holds no place. Beyond that, a
+  whole request waits: its last read is held here, anything after it stays in the kernel's
+  socket buffer (reading is paused), and the longest-waiting connection goes next. One that
+  waits ``intake_wait_s`` is answered 503 with ``Retry-After`` and closed. Health, readiness and
+  metrics probes, and chunked bodies (whose end the head does not tell; the application's own
+  admission bounds them), go straight in.
+
+Why wait rather than refuse: clients that send their next request as soon as they have an
+answer (load generators, impatient users, retry loops) would turn every refusal into another
+request at once, and a server with thousands of requests in progress spends its event loop
+going round them all: each step of each request waits behind a step of every other, a new
+connection (a health probe too) waits for the accept behind them, and the work each request
+leaves behind (timers, futures, garbage) grows with their number. A request that waits unread
+costs nothing until its turn.
 """
 
 import asyncio
 import functools
 import json
+import logging
+import math
+import re
+import time
+from collections import deque
 from typing import Any, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -27,6 +48,15 @@ from app.problems import problem_body
 from app.settings import Settings
 
 HEAD_END = b"\r\n\r\n"
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
+TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding[ \t]*:", re.IGNORECASE)
+PROBES = (b"GET /healthz", b"GET /readyz", b"GET /metrics", b"GET /v2/health/")
+"""Request lines that never wait at the intake: they cost next to nothing, and a probe that
+waited behind the load would report a busy server as a dead one."""
+OVERLOAD_LOG_EVERY_S = 10.0
+"""Requests answered 503 at the intake are summed in one warning at most this often."""
+
+logger = logging.getLogger("app.connections")
 
 
 @functools.cache
@@ -35,6 +65,66 @@ def _limits() -> tuple[int, float, int]:
     of its own, so they cannot travel as attributes set in the launcher)."""
     s = Settings()
     return s.max_header_bytes, s.client_timeout_s, s.max_header_bytes + s.max_body_bytes
+
+
+class Intake:
+    """The requests this process works on at once (``limit``), and the connections whose next
+    request waits for a place, oldest first."""
+
+    def __init__(self, limit: int, wait_s: float) -> None:
+        self.limit = limit
+        self.wait_s = wait_s
+        self.busy = 0
+        self.waiting: deque[GuardedHTTP] = deque()
+        self.overloaded = 0
+        self._overloaded_since: float | None = None
+
+    def enter(self, connection: "GuardedHTTP") -> bool:
+        """Take a place for the connection's new request, or queue it (False)."""
+        if self.busy < self.limit and not self.waiting:
+            self.busy += 1
+            return True
+        self.waiting.append(connection)
+        return False
+
+    def leave(self) -> None:
+        """A request's response began (or its connection closed): its place goes to the
+        longest-waiting connection still open."""
+        self.busy -= 1
+        while self.waiting and self.busy < self.limit:
+            connection = self.waiting.popleft()
+            if connection.admit():
+                self.busy += 1
+
+    def withdraw(self, connection: "GuardedHTTP") -> None:
+        """A waiting connection gives up its turn (answered 503, or closed)."""
+        if connection in self.waiting:
+            self.waiting.remove(connection)
+
+    def count_overload(self) -> None:
+        """One more request answered 503 after waiting; one warning sums them."""
+        self.overloaded += 1
+        now = time.monotonic()
+        if self._overloaded_since is None:
+            self._overloaded_since = now
+        elif now - self._overloaded_since >= OVERLOAD_LOG_EVERY_S:
+            logger.warning(
+                "answered %d requests 503 in %.0f s: no place within %g s (%d in progress, "
+                "%d waiting)",
+                self.overloaded,
+                now - self._overloaded_since,
+                self.wait_s,
+                self.busy,
+                len(self.waiting),
+            )
+            self.overloaded, self._overloaded_since = 0, None
+
+
+@functools.cache
+def intake() -> Intake:
+    """This process's intake (one event loop per worker process)."""
+    s = Settings()
+    return Intake(s.max_requests_in_progress, s.intake_wait_s)
 
 
 class _Watched(asyncio.Transport):
@@ -60,6 +150,9 @@ class _Watched(asyncio.Transport):
         return self._transport.is_closing()
 
     def close(self) -> None:
+        if self._guard.held is not None:  # uvicorn sees an idle connection; a request waits
+            self._guard.overloaded()
+            return
         self._transport.close()
 
     def abort(self) -> None:
@@ -110,6 +203,17 @@ class GuardedHTTP(asyncio.Protocol):
         self.unanswered = 0
         """Bytes received since the last response began."""
         self.timer: asyncio.TimerHandle | None = None
+        self.intake = intake()
+        self.counted = False
+        """Whether a request of this connection holds a place at the intake."""
+        self.held: bytes | None = None
+        """The first bytes of a request waiting for a place, not yet given to uvicorn."""
+        self.held_timer: asyncio.TimerHandle | None = None
+        self.head_data = bytearray()
+        """The request head read so far, while it is not whole."""
+        self.expect: int | None = None
+        """Bytes of the request (head and body) once its head is whole, while it has not yet
+        passed the intake; None for requests that do not pass it (probes, chunked bodies)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio's, but have the same methods
@@ -118,27 +222,102 @@ class GuardedHTTP(asyncio.Protocol):
         self.timer = self.loop.call_later(self.timeout_s, self._check)
 
     def data_received(self, data: bytes) -> None:
+        if self.held is not None:  # a request waits for a place; reading is paused, but a
+            self.held += data  # read may already have been under way
+            return
+        if not self._track(data):
+            return
+        if self.expect is not None and self.unanswered >= self.expect:  # the request is whole
+            self.expect = None
+            if not self.intake.enter(self):
+                self.held = data
+                self.held_timer = self.loop.call_later(self.intake.wait_s, self.overloaded)
+                assert self.transport is not None
+                self.transport.pause_reading()
+                return
+            self.counted = True
+        self.inner.data_received(data)
+
+    def admit(self) -> bool:
+        """The intake gives this connection's waiting request a place: it goes in now (False
+        if the connection closed meanwhile)."""
+        data, self.held = self.held, None
+        if self.held_timer is not None:
+            self.held_timer.cancel()
+        if data is None or self.transport is None or self.transport.is_closing():
+            return False
+        self.counted = True
+        self.transport.resume_reading()
+        self.inner.data_received(data)
+        return True
+
+    def overloaded(self) -> None:
+        """The waiting request found no place in time (or uvicorn closes the connection it
+        thinks idle): 503 with Retry-After, and the connection closed."""
+        if self.held is None:
+            return
+        self.held = None
+        self.intake.withdraw(self)
+        self.intake.count_overload()
+        retry = max(1, math.ceil(self.intake.wait_s))
+        body = json.dumps(
+            problem_body(
+                503,
+                "overloaded",
+                "Server overloaded",
+                f"{self.intake.busy} requests in progress and {len(self.intake.waiting)} "
+                f"waiting; no place for this one within {self.intake.wait_s:g} s; retry in "
+                f"{retry} s",
+            )
+        ).encode()
+        self._answer_and_close(
+            b"503 Service Unavailable", body, b"retry-after: " + str(retry).encode() + b"\r\n"
+        )
+
+    def _track(self, data: bytes) -> bool:
+        """Follow the request head through ``data``: 431 past ``max_head``, and once the head
+        is whole, how many bytes the request has (``expect``); False when the connection is
+        refused or closed."""
         now = self.last = self.loop.time()
+        before = self.unanswered
         self.unanswered += len(data)
         if self.head is not None:
             if self.head_began is None:
                 self.head_began = now
-            end = data.find(HEAD_END)
-            if end < 0 and self.tail:  # the blank line may straddle two reads
-                end = (self.tail + data[:3]).find(HEAD_END) - len(self.tail)
-                end = -1 if end < -len(self.tail) else max(end, 0)
-            size = self.head + (len(data) if end < 0 else end)
+            end: int | None = data.find(HEAD_END)  # where the blank line begins, in ``data``
+            if end == -1:
+                end = None
+                if self.tail:  # it may straddle two reads, and then begin before ``data``
+                    found = (self.tail + data[:3]).find(HEAD_END)
+                    end = found - len(self.tail) if found >= 0 else None
+            size = self.head + (len(data) if end is None else max(end, 0))
             if size > self.max_head:
                 self._refuse_head(size)
-                return
-            if end < 0:
+                return False
+            if end is None:
                 self.head, self.tail = size, (self.tail + data)[-3:]
+                self.head_data += data
             else:
+                head = bytes(self.head_data) + data[: max(end, 0)]
                 self.head = self.head_began = None
+                self.head_data = bytearray()
+                self.expect = self._length(head, before + end + len(HEAD_END))
         elif self.unanswered > self.max_unanswered:
             self._close()  # a pipelined request past every limit
-            return
-        self.inner.data_received(data)
+            return False
+        return True
+
+    @staticmethod
+    def _length(head: bytes, head_bytes: int) -> int | None:
+        """The bytes of a request with this head (``head_bytes`` of it), when it goes through
+        the intake: None for a probe, or a chunked body (its end is not known from the head;
+        the application's own admission bounds such requests)."""
+        if head.startswith(PROBES):
+            return None
+        if TRANSFER_ENCODING.search(head):
+            return None
+        length = CONTENT_LENGTH.search(head)
+        return head_bytes + (int(length.group(1)) if length else 0)
 
     def wrote(self, start: bytes) -> None:
         """The inner protocol wrote: a response line (not 100 Continue) begins a new exchange,
@@ -146,6 +325,10 @@ class GuardedHTTP(asyncio.Protocol):
         self.last = self.loop.time()
         if start[:7] == b"HTTP/1." and start[9:10] != b"1":
             self.head, self.head_began, self.tail, self.unanswered = 0, None, b"", 0
+            self.head_data, self.expect = bytearray(), None
+            if self.counted:
+                self.counted = False
+                self.intake.leave()
 
     def _check(self) -> None:
         now = self.loop.time()
@@ -164,11 +347,19 @@ class GuardedHTTP(asyncio.Protocol):
             f"{self.max_head:,} bytes of request line and headers"
         )
         body = json.dumps(problem_body(exc.status, exc.slug, exc.title, exc.detail)).encode()
+        self._answer_and_close(b"431 Request Header Fields Too Large", body)
+
+    def _answer_and_close(self, status: bytes, body: bytes, headers: bytes = b"") -> None:
+        """A problem+json answer written here, not by uvicorn, then the connection closed."""
         assert self.transport is not None
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/problem+json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+            b"HTTP/1.1 " + status + b"\r\ncontent-type: application/problem+json\r\n"
+            b"content-length: "
+            + str(len(body)).encode()
+            + b"\r\n"
+            + headers
+            + b"connection: close\r\n\r\n"
+            + body
         )
         self._close()
 
@@ -179,6 +370,14 @@ class GuardedHTTP(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        if self.held is not None:
+            self.held = None
+            self.intake.withdraw(self)
+        if self.held_timer is not None:
+            self.held_timer.cancel()
+        if self.counted:  # the request never got its answer: its place is free again
+            self.counted = False
+            self.intake.leave()
         self.inner.connection_lost(exc)
 
     def eof_received(self) -> bool | None:

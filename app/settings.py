@@ -45,6 +45,17 @@ class Settings(BaseSettings):
         "this, or on which nothing has moved either way for this long; keep it above "
         "request_timeout_s",
     )
+    max_requests_in_progress: int = Field(
+        64,
+        ge=1,
+        description="python -m app: whole requests one worker works on at once (a batch's "
+        "worth); beyond it a request waits unread, first come first served, and one that "
+        "waits longer than intake_wait_s is answered 503 with Retry-After. Health, readiness "
+        "and metrics probes never wait",
+    )
+    intake_wait_s: float = Field(
+        5.0, gt=0, description="longest a request waits for a place (max_requests_in_progress)"
+    )
     max_image_pixels: int = Field(50_000_000, ge=1, description="decoded image size limit")
     max_decoded_bytes: int = Field(
         192 * 1024 * 1024,

@@ -8,7 +8,7 @@ opens a new connection to ``/healthz`` every 0.2 s and times the answer. Reporte
 load: answers that were successes (2xx) per second, refusals, socket errors, and the
 ``/healthz`` latencies; and the ratio of successes at 2,000 connections to those at 64.
 
-    python -m bench.overload [--seconds 10] [--repeats 2] [--routes name,mnist,scan]
+    python -m bench.overload [--seconds 10] [--repeats 2] [--routes name,mnist,scan,batch,generate]
 """
 
 import argparse
@@ -31,6 +31,8 @@ ROUTES = {  # route key -> (path, wrk script, upload class)
     "name": ("/classify-name", "name.lua", ""),
     "mnist": ("/digit", "digit.lua", "mnist"),
     "scan": ("/digit", "digit.lua", "scan"),
+    "batch": ("/classify-name/batch", "names.lua", ""),
+    "generate": ("/char-rnn/generate", "generate.lua", ""),
 }
 PROBE_EVERY_S = 0.2
 
@@ -95,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--routes", default="name,mnist,scan")
+    parser.add_argument("--routes", default=",".join(ROUTES))
     args = parser.parse_args()
     routes = args.routes.split(",")
     port = _port()
