@@ -15,11 +15,12 @@ from app.api.deps import require_admin_key, require_api_key
 from app.api.protocol import protocol_errors
 from app.api.responses import problems
 from app.api.routes import char_rnn, demo, digits, docs, health, models, names, v2
+from app.connections import door
 from app.errors import ServiceError
 from app.logs import configure_logging, flush_logs, flush_periodically
 from app.memory import trim_periodically
 from app.metrics import Metrics
-from app.middleware import AccessMiddleware, AdmissionMiddleware, BodyLimitMiddleware
+from app.middleware import AccessMiddleware, AdmissionMiddleware, BodyLimitMiddleware, refusals
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.settings import Settings
@@ -62,12 +63,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         flusher = asyncio.get_running_loop().create_task(flush_periodically())
         runtime.ready = True
         app.state.runtime = runtime
+
+        def refused_at_the_door(path: str) -> None:
+            metrics.requests.labels("POST", path, "429").inc()
+            refusals.count()
+
+        # python -m app answers full queues' 429s before uvicorn parses the request
+        door.open(runtime.refusal, refused_at_the_door)
         logger.info(
             "ready: %s on %s", ", ".join(sorted(runtime.registry.models)), runtime.registry.device
         )
         try:
             yield
         finally:
+            door.close()
             runtime.ready = False
             if trimmer is not None:
                 trimmer.cancel()

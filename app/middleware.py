@@ -43,8 +43,6 @@ class AccessMiddleware:
         # The labelled series, looked up once per (method, route, status): prometheus-client's
         # ``labels()`` checks and locks on every call.
         self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-        self._refused = 0
-        self._refused_since: float | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,27 +89,40 @@ class AccessMiddleware:
             series[0].inc()
             series[1].observe(elapsed)
             if refused:
-                self._count_refusal()
+                refusals.count()
             else:
                 access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
             current_request_id.reset(token)
 
-    def _count_refusal(self) -> None:
-        """One warning for every ``REFUSALS_EVERY_S`` of refusals, not one line each."""
-        self._refused += 1
+
+class Refusals:
+    """Refusals at the door (429, by ``AdmissionMiddleware`` or by the server's intake,
+    ``app.connections``), written as one warning for every ``REFUSALS_EVERY_S``, not one line
+    each."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+        self.since: float | None = None
+
+    def count(self) -> None:
+        self.refused += 1
         now = time.monotonic()
-        if self._refused_since is None:
-            self._refused_since = now
+        if self.since is None:
+            self.since = now
             access.warning(
                 "refusing requests with 429: queues full (summed every %g s)", REFUSALS_EVERY_S
             )
-        elif now - self._refused_since >= REFUSALS_EVERY_S:
+        elif now - self.since >= REFUSALS_EVERY_S:
             access.warning(
                 "refused %d requests in %.0f s with 429: queues full",
-                self._refused,
-                now - self._refused_since,
+                self.refused,
+                now - self.since,
             )
-            self._refused, self._refused_since = 0, None
+            self.refused, self.since = 0, None
+
+
+refusals = Refusals()
+"""This process's refusals at the door."""
 
 
 class AdmissionMiddleware:
@@ -138,7 +149,7 @@ class AdmissionMiddleware:
                     refused.slug,
                     refused.title,
                     refused.detail,
-                    headers={**refused.headers, "Connection": "close"},
+                    headers=refused.headers,
                 )
                 await response(scope, receive, send)
                 return

@@ -14,6 +14,7 @@ load: answers that were successes (2xx) per second, refusals, socket errors, and
 import argparse
 import os
 import re
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -21,8 +22,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 from bench.serve_bench import EXTENSIONS, UPLOADS, WRK, Server, _port, _stop, digit_uploads, start
 
@@ -57,15 +56,21 @@ def parse(out: str) -> tuple[int, float, int, int]:
     return requests, seconds, refused, socket_errors
 
 
-def probe(url: str, stop: threading.Event, latencies: list[float]) -> None:
-    """Time ``GET /healthz`` on a new connection every ``PROBE_EVERY_S`` until ``stop``."""
+def probe(port: int, stop: threading.Event, latencies: list[float]) -> None:
+    """Time ``GET /healthz`` on a new connection every ``PROBE_EVERY_S`` until ``stop``, as a
+    kubelet probes: connect, one request, read the answer to the end (30 s at most)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            with httpx.Client(timeout=30) as client:  # a new connection each time
-                client.get(url)
-            latencies.append((time.perf_counter() - started) * 1000)
-        except httpx.HTTPError:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+                conn.sendall(request)
+                answer = b""
+                while chunk := conn.recv(4096):
+                    answer += chunk
+            ok = answer.startswith(b"HTTP/1.1 200 ")
+            latencies.append((time.perf_counter() - started) * 1000 if ok else float("inf"))
+        except OSError:
             latencies.append(float("inf"))
         stop.wait(PROBE_EVERY_S)
 
@@ -78,9 +83,7 @@ def drive(port: int, route: str, connections: int, seconds: float, uploads: Path
     cmd += ["--timeout", "10s", "-s", str(WRK / script), f"http://127.0.0.1:{port}{path}"]
     latencies: list[float] = []
     stop = threading.Event()
-    prober = threading.Thread(
-        target=probe, args=(f"http://127.0.0.1:{port}/healthz", stop, latencies)
-    )
+    prober = threading.Thread(target=probe, args=(port, stop, latencies))
     prober.start()
     try:
         out = subprocess.run(

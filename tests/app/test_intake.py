@@ -3,7 +3,9 @@ in progress; the others wait their turn unread, probes never wait, a client stil
 no place, and a request that waits too long gets a 503 it can act on."""
 
 import asyncio
+import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +101,68 @@ def test_a_request_that_waits_too_long_gets_a_503_with_retry_after(impatient: La
     assert problem["type"].endswith("/overloaded") and problem["status"] == 503
     assert "retry in" in problem["detail"]
     assert httpx.get(f"{impatient.url}/healthz", timeout=5).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def one_generation(
+    tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Launched]:
+    log = tmp_path_factory.mktemp("intake-door") / "server.log"
+    with launched(
+        tiny_weights, log, log_format="text", max_generations="1", max_generation_queue="0"
+    ) as s:
+        yield s
+
+
+def _post(path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def _read_answers(conn: socket.socket, count: int) -> list[bytes]:
+    """``count`` whole responses (status line, headers, Content-Length body) from ``conn``."""
+    data, answers = b"", []
+    while len(answers) < count:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed after {answers}"
+        data += chunk
+        while (end := data.find(b"\r\n\r\n")) >= 0:
+            head = data[:end].decode()
+            length = int(
+                next(
+                    v
+                    for k, _, v in (h.partition(": ") for h in head.split("\r\n"))
+                    if k.lower() == "content-length"
+                )
+            )
+            if len(data) < end + 4 + length:
+                break
+            answers.append(data[: end + 4 + length])
+            data = data[end + 4 + length :]
+    return answers
+
+
+def test_a_full_queue_is_refused_at_the_door_and_the_connection_still_answers(
+    one_generation: Launched,
+) -> None:
+    long = json.dumps(LONG).encode()
+    with socket.create_connection(("127.0.0.1", one_generation.port), timeout=60) as busy:
+        busy.sendall(_post("/char-rnn/generate", long))  # takes the one generation slot
+        time.sleep(0.05)  # running (it takes about 0.3 s) before the next one comes
+        with socket.create_connection(("127.0.0.1", one_generation.port), timeout=60) as conn:
+            # a refused generation, its body in two reads, then a name, pipelined behind it
+            first = _post("/char-rnn/generate", long)
+            conn.sendall(first[:-7])
+            conn.sendall(first[-7:] + _post("/classify-name", b'{"name": "Smith"}'))
+            refused, answered = _read_answers(conn, 2)
+        assert _read_answers(busy, 1)[0].startswith(b"HTTP/1.1 200 ")
+    assert refused.startswith(b"HTTP/1.1 429 "), refused[:300]
+    assert b"retry-after: " in refused.lower() and b"application/problem+json" in refused
+    assert b'"queue-full"' in refused or b"/queue-full" in refused
+    assert answered.startswith(b"HTTP/1.1 200 ") and b'"Smith"' in answered
+    metrics = httpx.get(f"{one_generation.url}/metrics", timeout=5).text
+    assert 'route="/char-rnn/generate",status="429"' in metrics
+    log = one_generation.log()
+    assert "refusing requests with 429" in log and "Traceback" not in log
