@@ -20,7 +20,7 @@ from app.errors import ServiceError
 from app.logs import configure_logging, flush_logs, flush_periodically
 from app.memory import trim_periodically
 from app.metrics import Metrics
-from app.middleware import AccessMiddleware, AdmissionMiddleware, BodyLimitMiddleware, refusals
+from app.middleware import AccessMiddleware, AdmissionMiddleware, BodyLimitMiddleware, Refusals
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.settings import Settings
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     lifespan."""
     settings = settings or Settings()
     metrics = Metrics()
+    refusals = Refusals()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(AccessMiddleware, metrics=metrics)
+    app.add_middleware(AccessMiddleware, metrics=metrics, refusals=refusals)
     return app
 
 

@@ -37,9 +37,10 @@ class AccessMiddleware:
     make one (on ``request.state``, echoed in the response), count and time the request in the
     metrics by route template and status, and write the access log line."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, refusals: "Refusals") -> None:
         self.app = app
         self.metrics = metrics
+        self.refusals = refusals
         # The labelled series, looked up once per (method, route, status): prometheus-client's
         # ``labels()`` checks and locks on every call.
         self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -89,7 +90,7 @@ class AccessMiddleware:
             series[0].inc()
             series[1].observe(elapsed)
             if refused:
-                refusals.count()
+                self.refusals.count()
             else:
                 access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
             current_request_id.reset(token)
@@ -119,10 +120,6 @@ class Refusals:
                 now - self.since,
             )
             self.refused, self.since = 0, None
-
-
-refusals = Refusals()
-"""This process's refusals at the door."""
 
 
 class AdmissionMiddleware:
