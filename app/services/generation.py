@@ -100,9 +100,12 @@ class Generation:
         return "".join(parts)
 
 
-NICER = 10
+NICER = 5
 """How much lower a generation thread's CPU priority is than the event loop's (Linux nice
-levels: at +10 a thread gets about a tenth of the CPU time of one at +0 when both want it)."""
+levels: at +5 a thread gets about a third of the CPU time of one at +0 when both want it).
+Measured on one core (``bench.overload``, ``make soak``): at +10 the loop stayed quickest, but
+under mixed traffic generations slowed until their queue overflowed (429s); at 0 a burst of
+2,000 connections beside four generations kept ``/healthz`` waiting 1-2 s."""
 
 
 def _lower_priority() -> None:
