@@ -46,13 +46,13 @@ class Generation:
         self._stop.set()
 
     def run(self, steps: Iterator[str]) -> None:
-        """In the worker thread: drive ``steps`` to its end, handing its chunks to the loop
-        gathered, at most every ``HAND_OVER_S`` (each hand-over wakes the event loop, which
-        serves every other request too)."""
+        """In the worker thread: drive ``steps`` to its end, handing its chunks to the loop:
+        the first at once, then gathered, at most every ``HAND_OVER_S`` (each hand-over wakes
+        the event loop, which serves every other request too)."""
         end: object = _END
         try:
             pending: list[str] = []
-            handed = time.monotonic()
+            handed = time.monotonic() - HAND_OVER_S  # the first chunk goes at once
             for chunk in steps:
                 pending.append(chunk)
                 if (now := time.monotonic()) - handed >= HAND_OVER_S:
