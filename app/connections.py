@@ -41,7 +41,6 @@ import functools
 import json
 import logging
 import re
-import time
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
@@ -51,6 +50,7 @@ from urllib.parse import unquote
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from app.errors import HeadersTooLarge, ServiceError
+from app.logs import SummedWarning
 from app.problems import problem_body
 from app.settings import Settings
 
@@ -65,8 +65,6 @@ RETRY = b"retry-after: 1\r\n"
 """What a 503 of the intake tells the client: try again in a second."""
 CLOSING_GRACE_S = 0.05
 """How long a connection given up while paced is still read, for a request sent meanwhile."""
-OVERLOAD_LOG_EVERY_S = 10.0
-"""Requests answered 503 at the intake are summed in one warning at most this often."""
 
 logger = logging.getLogger("app.connections")
 
@@ -88,8 +86,12 @@ class Intake:
         self.wait_s = wait_s
         self.busy = 0
         self.waiting: deque[GuardedHTTP] = deque()
-        self.overloaded = 0
-        self._overloaded_since: float | None = None
+        self.overloaded = SummedWarning(
+            logger,
+            f"answering requests 503: no place within {wait_s:g} s",
+            f"answered %d requests 503 in %.0f s: no place within {wait_s:g} s",
+        )
+        """Requests that waited in vain."""
 
     def enter(self, connection: "GuardedHTTP") -> bool:
         """Take a place for the connection's new request, or queue it (False)."""
@@ -113,24 +115,6 @@ class Intake:
         if connection in self.waiting:
             self.waiting.remove(connection)
 
-    def count_overload(self) -> None:
-        """One more request answered 503 after waiting; one warning sums them."""
-        self.overloaded += 1
-        now = time.monotonic()
-        if self._overloaded_since is None:
-            self._overloaded_since = now
-        elif now - self._overloaded_since >= OVERLOAD_LOG_EVERY_S:
-            logger.warning(
-                "answered %d requests 503 in %.0f s: no place within %g s (%d in progress, "
-                "%d waiting)",
-                self.overloaded,
-                now - self._overloaded_since,
-                self.wait_s,
-                self.busy,
-                len(self.waiting),
-            )
-            self.overloaded, self._overloaded_since = 0, None
-
 
 class Door:
     """The refusal a POST meets at the door, asked by the intake as soon as the request's head
@@ -153,9 +137,10 @@ class Door:
     def close(self) -> None:
         self.refusal = self.counted = None
 
-    def answer(self, line: bytes) -> tuple[bytes, float] | None:
-        """The whole 429 response for a request line (``POST /path?query HTTP/1.1``) and its
-        ``Retry-After`` in seconds, or None to let the request in."""
+    def answer(self, line: bytes, *, close: bool = False) -> tuple[bytes, float] | None:
+        """The whole 429 response for a request line (``POST /path?query HTTP/1.1``), closing
+        the connection if ``close``, and its ``Retry-After`` in seconds, or None to let the
+        request in."""
         if self.refusal is None or not line.startswith(b"POST "):
             return None
         target = line[5:].partition(b" ")[0]
@@ -173,7 +158,8 @@ class Door:
             f"{k.lower()}: {v}\r\n".encode("latin-1") for k, v in refused.headers.items()
         )
         status = f"{refused.status} {HTTPStatus(refused.status).phrase}".encode()
-        return _response(status, body, headers), float(refused.headers.get("Retry-After", 1))
+        retry_s = float(refused.headers.get("Retry-After", 1))
+        return _response(status, body, headers, close=close), retry_s
 
 
 def _response(status: bytes, body: bytes, headers: bytes = b"", *, close: bool = False) -> bytes:
@@ -326,7 +312,8 @@ class GuardedHTTP(asyncio.Protocol):
             return
         if self.line is not None:  # the head is whole: the door's question
             line, self.line = self.line, None
-            refused = door.answer(line)
+            # a chunked body's end is not known: after a refusal the connection is closed
+            refused = door.answer(line, close=self.expect is None)
             if refused is not None:
                 self._refused(*refused, data)
                 return
@@ -348,14 +335,12 @@ class GuardedHTTP(asyncio.Protocol):
         cannot take the server's time from its work however fast they are asked for); what
         follows the request (a pipelined one) is read then as a new one."""
         assert self.transport is not None
-        if self.expect is None:  # a chunked body, whose end is not known: close after it
-            self.transport.write(answer.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n", 1))
+        self.transport.write(answer)
+        if self.expect is None:  # a chunked body, whose end is not known (answered to close)
             self._close()
             return
-        self.transport.write(answer)
         beyond = self.unanswered - self.expect  # > 0: the next request began in this read
-        self.head, self.head_began, self.tail, self.unanswered = 0, None, b"", 0
-        self.head_data, self.expect = bytearray(), None
+        self._next_request()
         self.discard = max(0, -beyond)
         rest = data[len(data) - beyond :] if beyond > 0 else b""
         self.transport.pause_reading()
@@ -392,7 +377,7 @@ class GuardedHTTP(asyncio.Protocol):
             return
         self.held = None
         self.intake.withdraw(self)
-        self.intake.count_overload()
+        self.intake.overloaded.add()
         self._answer_and_close(b"503 Service Unavailable", self._overload_body(), RETRY)
 
     def _overload_body(self) -> bytes:
@@ -458,11 +443,16 @@ class GuardedHTTP(asyncio.Protocol):
         so the client's next bytes are a new head."""
         self.last = self.loop.time()
         if start[:7] == b"HTTP/1." and start[9:10] != b"1":
-            self.head, self.head_began, self.tail, self.unanswered = 0, None, b"", 0
-            self.head_data, self.expect = bytearray(), None
+            self._next_request()
             if self.counted:
                 self.counted = False
                 self.intake.leave()
+
+    def _next_request(self) -> None:
+        """The exchange is over (answered, or refused at the door): the client's next bytes
+        are a new request head."""
+        self.head, self.head_began, self.tail, self.unanswered = 0, None, b"", 0
+        self.head_data, self.expect = bytearray(), None
 
     def _check(self) -> None:
         now = self.loop.time()

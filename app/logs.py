@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import re
 import sys
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -106,3 +107,30 @@ async def flush_periodically(every_s: float = FLUSH_S) -> None:
     while True:
         await asyncio.sleep(every_s)
         flush_logs()
+
+
+SUMMED_EVERY_S = 10.0
+"""Events of one kind (refusals under overload) are summed in one warning at most this often."""
+
+
+class SummedWarning:
+    """Warnings for events that come by the thousand under overload: ``began`` when they begin,
+    then ``summed`` (formatted with the count and the seconds) every ``SUMMED_EVERY_S`` while
+    they go on, never one line each."""
+
+    def __init__(self, logger: logging.Logger, began: str, summed: str) -> None:
+        self.logger = logger
+        self.began = f"{began} (summed every {SUMMED_EVERY_S:g} s)"
+        self.summed = summed
+        self.count = 0
+        self.since: float | None = None
+
+    def add(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.logger.warning(self.began)
+        elif now - self.since >= SUMMED_EVERY_S:
+            self.logger.warning(self.summed, self.count, now - self.since)
+            self.count, self.since = 0, None

@@ -17,10 +17,10 @@ from app.api.responses import problems
 from app.api.routes import char_rnn, demo, digits, docs, health, models, names, v2
 from app.connections import door
 from app.errors import ServiceError
-from app.logs import configure_logging, flush_logs, flush_periodically
+from app.logs import SummedWarning, configure_logging, flush_logs, flush_periodically
 from app.memory import trim_periodically
 from app.metrics import Metrics
-from app.middleware import AccessMiddleware, AdmissionMiddleware, BodyLimitMiddleware, Refusals
+from app.middleware import AccessMiddleware, AdmissionMiddleware, BodyLimitMiddleware
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.settings import Settings
@@ -39,7 +39,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     lifespan."""
     settings = settings or Settings()
     metrics = Metrics()
-    refusals = Refusals()
+    refusals = SummedWarning(  # 429s at the door: AdmissionMiddleware's and python -m app's
+        logging.getLogger("app.access"),
+        "refusing requests with 429: queues full",
+        "refused %d requests in %.0f s with 429: queues full",
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         def refused_at_the_door(path: str) -> None:
             metrics.requests.labels("POST", path, "429").inc()
-            refusals.count()
+            refusals.add()
 
         # python -m app answers full queues' 429s before uvicorn parses the request
         door.open(runtime.refusal, refused_at_the_door)

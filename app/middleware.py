@@ -12,14 +12,13 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ServiceError
+from app.logs import SummedWarning
 from app.logs import request_id as current_request_id
 from app.metrics import Metrics
 from app.problems import problem
 
 access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-REFUSALS_EVERY_S = 10.0
-"""Refusals at the door (429) are summed in one access warning at most this often."""
 
 
 def disconnect_probe(receive: Receive) -> Callable[[], bool] | None:
@@ -37,7 +36,7 @@ class AccessMiddleware:
     make one (on ``request.state``, echoed in the response), count and time the request in the
     metrics by route template and status, and write the access log line."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, refusals: "Refusals") -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, refusals: SummedWarning) -> None:
         self.app = app
         self.metrics = metrics
         self.refusals = refusals
@@ -90,36 +89,10 @@ class AccessMiddleware:
             series[0].inc()
             series[1].observe(elapsed)
             if refused:
-                self.refusals.count()
+                self.refusals.add()
             else:
                 access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
             current_request_id.reset(token)
-
-
-class Refusals:
-    """Refusals at the door (429, by ``AdmissionMiddleware`` or by the server's intake,
-    ``app.connections``), written as one warning for every ``REFUSALS_EVERY_S``, not one line
-    each."""
-
-    def __init__(self) -> None:
-        self.refused = 0
-        self.since: float | None = None
-
-    def count(self) -> None:
-        self.refused += 1
-        now = time.monotonic()
-        if self.since is None:
-            self.since = now
-            access.warning(
-                "refusing requests with 429: queues full (summed every %g s)", REFUSALS_EVERY_S
-            )
-        elif now - self.since >= REFUSALS_EVERY_S:
-            access.warning(
-                "refused %d requests in %.0f s with 429: queues full",
-                self.refused,
-                now - self.since,
-            )
-            self.refused, self.since = 0, None
 
 
 class AdmissionMiddleware:
