@@ -475,8 +475,20 @@ def write_results(
         *cost.table(uploads_dir),
         "",
     ]
-    args.out.write_text("\n".join(text))
+    args.out.write_text(replace_section(args.out, "\n".join(text)))
     print(f"wrote {args.out}")
+
+
+def replace_section(path: Path, section: str) -> str:
+    """The file's text with its section of the same first heading replaced by ``section`` (the
+    other benchmarks' sections kept), or ``section`` first when it has none."""
+    heading = section.split("\n", 1)[0]
+    old = path.read_text() if path.exists() else ""
+    start = old.find(heading + "\n")
+    if start < 0:
+        return section + ("\n" + old if old else "")
+    end = old.find("\n# ", start + len(heading))
+    return old[:start] + section + (old[end:] if end >= 0 else "")
 
 
 if __name__ == "__main__":
