@@ -38,8 +38,9 @@ NON_IMAGES: tuple[tuple[bytes, str], ...] = (
 )
 WORK_SIDE = 128
 """Longest side the steps after decoding work at, for scans and drawings, where the digit fills
-most of the frame: six times the 20 px it ends at, enough for the strokes' widths and the
-anti-aliasing; larger images are reduced first (a 280 px canvas: 0.1 ms less to prepare)."""
+most of the frame: larger images are reduced by a whole factor (``working_size``) to between 65
+and 128 px, three to six times the 20 px the digit ends at, enough for the strokes' widths and
+the anti-aliasing (a 175 px scan is halved, a 280 px canvas divided by three)."""
 PHOTO_SIDE = 320
 """The same for photos (over PHOTO_OVER px), where the digit may fill only a tenth of the frame:
 it still spans 32 px here. Large JPEGs are reduced while decoding (libjpeg's DCT scaling)."""
@@ -312,15 +313,26 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(values, alpha=scale, beta=-lo * scale)
 
 
-def working_size(grey: np.ndarray, limit: int = WORK_SIDE) -> np.ndarray:
+def working_size(grey: np.ndarray, limit: int = WORK_SIDE, *, whole: bool = True) -> np.ndarray:
     """The image reduced (area-averaged) so that its longer side is at most ``limit``; any
-    depth or number of channels (a NaN or infinite sample stays in the average)."""
+    depth or number of channels (a NaN or infinite sample stays in the average).
+
+    ``whole``: by a whole factor k (each pixel the mean of a k x k block, the last rows and
+    columns that make no whole block left out), so the side ends between ``limit / 2`` and
+    ``limit``. OpenCV averages whole blocks 20-30 times quicker than fractional ones (175 ->
+    87 px: 3 us; 175 -> 128 px: 78 us). Otherwise to ``limit`` exactly."""
     h, w = grey.shape[:2]
     side = max(h, w)
     if side <= limit:
         return grey
-    scale = limit / side
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if whole:
+        k = -(-side // limit)
+        h, w = max(1, h // k), max(1, w // k)
+        grey = grey[: h * k, : w * k]
+        size = (w, h)
+    else:
+        scale = limit / side
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
 
@@ -340,5 +352,5 @@ def grey_pixels(upload: Upload) -> np.ndarray:
         and pixels.dtype in REDUCIBLE
         and (pixels.ndim == 3 or pixels.dtype != np.uint8)
     ):
-        pixels = working_size(pixels, PHOTO_SIDE)
-    return working_size(to_grey(pixels), limit)
+        pixels = working_size(pixels, PHOTO_SIDE, whole=False)
+    return working_size(to_grey(pixels), limit, whole=limit == WORK_SIDE)

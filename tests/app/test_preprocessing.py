@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.errors import NoDigitFound
-from app.preprocessing import digits
+from app.preprocessing import digits, uploads
 from training.data import load_mnist
 
 
@@ -42,6 +42,28 @@ def test_contrast_puts_paper_at_zero_and_strokes_at_one() -> None:
     assert a[50, 50] == 1.0 and a[5, 5] == 0.0
 
 
+def test_contrast_on_even_paper_is_the_residual_read_against_a_flat_surface() -> None:
+    rng = np.random.default_rng(0)
+    x = digits.ink_bright(np.clip(bar(120) + rng.normal(0, 3, (120, 120)), 0, 255).astype(np.uint8))
+    paper = digits.background(x)
+    assert isinstance(paper, int)
+    flat = np.full_like(x, paper)
+    assert np.array_equal(digits.contrast(x, paper), digits.contrast(x, flat))
+
+
+def test_working_size_averages_whole_blocks() -> None:
+    rng = np.random.default_rng(1)
+    scan = rng.integers(0, 256, (175, 150), dtype=np.uint8)
+    small = uploads.working_size(scan, 128)
+    assert small.shape == (87, 75)  # 2 x 2 blocks; the last row and column make no block
+    block = scan[10:12, 20:22].astype(np.float64).mean()
+    assert abs(int(small[5, 10]) - block) <= 0.5
+    assert uploads.working_size(scan[:128, :100], 128).shape == (128, 100)  # small enough
+    assert uploads.working_size(scan, 128, whole=False).shape == (128, 110)
+    canvas = rng.integers(0, 256, (280, 280), dtype=np.uint8)
+    assert uploads.working_size(canvas, 128).shape == (93, 93)  # 3 x 3 blocks
+
+
 def test_contrast_refuses_a_blank_image() -> None:
     x = digits.ink_bright(np.full((60, 80), 200, np.uint8))
     with pytest.raises(NoDigitFound, match="no digit found"):
@@ -61,6 +83,15 @@ def test_ink_box_keeps_a_detached_bar() -> None:
     a[30:70, 45:55] = 1.0
     a[20:24, 40:80] = 1.0  # the separate top bar of a hand-written 5
     assert digits.ink_box(a) == (20, 70, 40, 80)
+
+
+def test_ink_box_takes_anti_aliased_edges_but_not_jpeg_ringing() -> None:
+    a = np.zeros((100, 100), np.float32)
+    a[30:70, 45:55] = 1.0
+    a[28:30, 40:60] = 0.006  # a JPEG's ringing on white paper: a fraction of a percent
+    assert digits.ink_box(a) == (30, 70, 45, 55)
+    a[70, 45:55] = 0.03  # the anti-aliased lower edge of the stroke
+    assert digits.ink_box(a) == (30, 71, 45, 55)
 
 
 def test_thicken_grows_only_strokes_that_would_be_thinner_than_mnists() -> None:
