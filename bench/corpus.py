@@ -12,6 +12,8 @@ and the first ``n`` samples do not depend on how many are asked for. Kinds:
   side 80-200 px), dark on slightly grey paper with mild noise, greyscale or RGB PNG;
 - ``canvas``: a 280 x 280 PNG drawn as on an HTML canvas with a round pen 12-22 px wide, white
   on black, black on white, or strokes on a transparent background (RGBA);
+- ``jpeg``: the whole 28 x 28 field upscaled (bicubic) to 200 x 200, dark on white, a JPEG of
+  quality 70-95, greyscale or RGB;
 - ``photo``: a phone photo of the digit in ink on paper, see ``bench.photo``;
 - ``old-*``: the earlier suite's kinds, see ``bench.corpus_legacy``.
 
@@ -89,6 +91,14 @@ def _scan_crop(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]
     return _grey_or_rgb(np.clip(grey, 0, 255).astype(np.uint8), rng), "png"
 
 
+def _jpeg(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    big = cv2.resize(digit, (200, 200), interpolation=cv2.INTER_CUBIC)
+    dark_on_white = 255 - big
+    if rng.random() < 0.5:
+        dark_on_white = cv2.cvtColor(dark_on_white, cv2.COLOR_GRAY2RGB)
+    return encode(dark_on_white, "JPEG", quality=int(rng.integers(70, 96))), "jpg"
+
+
 def _canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     pen = float(rng.uniform(12, 22))
     a = trace(digit, rng.uniform(0.5, 0.8) * 280, pen, float(rng.uniform(-8, 8)))
@@ -129,6 +139,7 @@ RENDER: dict[str, Render] = {
     "scan-thick": _scan_thick,
     "scan-crop": _scan_crop,
     "canvas": _canvas,
+    "jpeg": _jpeg,
     "photo": photo,
     **{f"old-{k}": _legacy(r) for k, r in corpus_legacy.RENDER.items()},
 }

@@ -1,6 +1,7 @@
 """How far the classifiers' answers can be trusted, measured on the service's own path.
 
-For each digit checkpoint: the MNIST test digits posted as PNGs, the realistic suite
+For each digit checkpoint: the MNIST test digits posted as PNGs and as 200 px JPEGs (dark on
+white, ``bench.corpus``'s ``jpeg``), the realistic suite
 (``bench.corpus``) and uploads that are not digits (``bench.nondigits``), each through the
 service's open, decode, preprocess and calibrated ``predict_batch``, then its abstention rule
 (``DigitService.doubt``). Reported: accuracy (an upload refused counts as wrong), expected
@@ -98,6 +99,7 @@ def digits_report(weights: Path, limit: int, n_nondigits: int) -> list[str]:
     mnist_uploads = [png(d) for d in test.images.numpy()]
     mnist_labels = test.labels.numpy()
     suite = {kind: corpus.build(kind, limit) for kind in KINDS}
+    jpegs = corpus.build("jpeg", limit)
     odd = nondigits.build(n_nondigits)
     for path in sorted(weights.glob("digit-*")):
         service = DigitService(
@@ -106,6 +108,12 @@ def digits_report(weights: Path, limit: int, n_nondigits: int) -> list[str]:
         x, pre = prepared(service, mnist_uploads)
         probs, doubt = answers(service, x)
         lines.append(digit_row(service.name, "MNIST test PNGs", probs, mnist_labels, pre | doubt))
+        x, pre = prepared(service, [s.data for s in jpegs])
+        probs, doubt = answers(service, x)
+        labels = np.array([s.label for s in jpegs])
+        lines.append(
+            digit_row(service.name, "200 px JPEGs, dark on white", probs, labels, pre | doubt)
+        )
         suite_right = []
         for kind, samples in suite.items():
             x, pre = prepared(service, [s.data for s in samples])
