@@ -230,9 +230,11 @@ def thicken(a: np.ndarray) -> np.ndarray:
     width = stroke_width(a)
     if width * scale >= MIN_STROKE:
         return a
-    radius = max(1, round((TARGET_STROKE / scale - width) / 2))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    padded = cv2.copyMakeBorder(a, radius, radius, radius, radius, cv2.BORDER_CONSTANT, value=0)
+    # A k x k disc widens a stroke by k - 1 px: any whole number, even at a small working size
+    side = max(2, round(TARGET_STROKE / scale - width) + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    before, after = side - 1 - side // 2, side // 2  # the growth on each side (anchor: side // 2)
+    padded = cv2.copyMakeBorder(a, before, after, before, after, cv2.BORDER_CONSTANT, value=0)
     grown: np.ndarray = cv2.dilate(padded, kernel)
     return grown
 
