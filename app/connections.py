@@ -49,7 +49,7 @@ from urllib.parse import unquote
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from app.errors import HeadersTooLarge, ServiceError
+from app.errors import HeadersTooLarge, Overloaded, ServiceError
 from app.logs import SummedWarning
 from app.problems import problem_body
 from app.settings import Settings
@@ -61,7 +61,6 @@ PROBES = (b"GET /healthz", b"GET /readyz", b"GET /metrics", b"GET /v2/health/")
 """Request lines that never wait at the intake: they cost next to nothing, and a probe that
 waited behind the load would report a busy server as a dead one."""
 RETRY_S = 1
-RETRY = b"retry-after: 1\r\n"
 """What a 503 of the intake tells the client: try again in a second."""
 CLOSING_GRACE_S = 0.05
 """How long a connection given up while paced is still read, for a request sent meanwhile."""
@@ -70,11 +69,10 @@ logger = logging.getLogger("app.connections")
 
 
 @functools.cache
-def _limits() -> tuple[int, float, int]:
-    """The limits of this process, read once from the environment (each worker is a process
+def _settings() -> Settings:
+    """The settings of this process, read once from the environment (each worker is a process
     of its own, so they cannot travel as attributes set in the launcher)."""
-    s = Settings()
-    return s.max_header_bytes, s.client_timeout_s, s.max_header_bytes + s.max_body_bytes
+    return Settings()
 
 
 class Intake:
@@ -151,27 +149,21 @@ class Door:
             return None
         if self.counted is not None:
             self.counted(path)
-        body = json.dumps(
-            problem_body(refused.status, refused.slug, refused.title, refused.detail)
-        ).encode()
-        headers = b"".join(
-            f"{k.lower()}: {v}\r\n".encode("latin-1") for k, v in refused.headers.items()
-        )
-        status = f"{refused.status} {HTTPStatus(refused.status).phrase}".encode()
         retry_s = float(refused.headers.get("Retry-After", 1))
-        return _response(status, body, headers, close=close), retry_s
+        return _response(refused, close=close), retry_s
 
 
-def _response(status: bytes, body: bytes, headers: bytes = b"", *, close: bool = False) -> bytes:
-    """A problem+json response written by this module, not by uvicorn."""
+def _response(error: ServiceError, *, close: bool = False) -> bytes:
+    """The whole problem+json response to an error, written by this module, not by uvicorn."""
+    body = json.dumps(problem_body(error.status, error.slug, error.title, error.detail)).encode()
+    headers = "".join(f"{k.lower()}: {v}\r\n" for k, v in error.headers.items())
     return b"".join(
         (
-            b"HTTP/1.1 ",
-            status,
-            b"\r\ncontent-type: application/problem+json\r\ncontent-length: ",
+            f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n".encode(),
+            b"content-type: application/problem+json\r\ncontent-length: ",
             str(len(body)).encode(),
             b"\r\n",
-            headers,
+            headers.encode("latin-1"),
             b"connection: close\r\n\r\n" if close else b"\r\n",
             body,
         )
@@ -185,7 +177,7 @@ door = Door()
 @functools.cache
 def intake() -> Intake:
     """This process's intake (one event loop per worker process)."""
-    s = Settings()
+    s = _settings()
     return Intake(s.max_requests_in_progress, s.intake_wait_s)
 
 
@@ -256,7 +248,9 @@ class GuardedHTTP(asyncio.Protocol):
 
     def __init__(self, **kwargs: Any) -> None:
         self.inner: asyncio.Protocol = AutoHTTPProtocol(**kwargs)
-        self.max_head, self.timeout_s, self.max_unanswered = _limits()
+        s = _settings()
+        self.max_head, self.timeout_s = s.max_header_bytes, s.client_timeout_s
+        self.max_unanswered = s.max_header_bytes + s.max_body_bytes
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.last = self.loop.time()
@@ -300,7 +294,7 @@ class GuardedHTTP(asyncio.Protocol):
             self.held += data  # read may already have been under way
             return
         if self.closing:
-            self._answer_and_close(b"503 Service Unavailable", self._overload_body(), RETRY)
+            self._answer_and_close(self._overload())
             return
         if self.discard:  # the rest of a body refused at the door
             self.last = self.loop.time()
@@ -378,19 +372,14 @@ class GuardedHTTP(asyncio.Protocol):
         self.held = None
         self.intake.withdraw(self)
         self.intake.overloaded.add()
-        self._answer_and_close(b"503 Service Unavailable", self._overload_body(), RETRY)
+        self._answer_and_close(self._overload())
 
-    def _overload_body(self) -> bytes:
-        return json.dumps(
-            problem_body(
-                503,
-                "overloaded",
-                "Server overloaded",
-                f"{self.intake.busy} requests in progress and {len(self.intake.waiting)} "
-                f"waiting; no place for this one within {self.intake.wait_s:g} s; retry in "
-                f"{RETRY_S} s",
-            )
-        ).encode()
+    def _overload(self) -> Overloaded:
+        return Overloaded(
+            f"{self.intake.busy} requests in progress and {len(self.intake.waiting)} waiting; "
+            f"no place for this one within {self.intake.wait_s:g} s; retry in {RETRY_S} s",
+            headers={"Retry-After": str(RETRY_S)},
+        )
 
     def _track(self, data: bytes) -> bool:
         """Follow the request head through ``data``: 431 past ``max_head``, and once the head
@@ -466,17 +455,17 @@ class GuardedHTTP(asyncio.Protocol):
         self.timer = self.loop.call_later(max(0.05, due + self.timeout_s - now), self._check)
 
     def _refuse_head(self, size: int) -> None:
-        exc = HeadersTooLarge(
-            f"the request head is over {size:,} bytes; this server reads at most "
-            f"{self.max_head:,} bytes of request line and headers"
+        self._answer_and_close(
+            HeadersTooLarge(
+                f"the request head is over {size:,} bytes; this server reads at most "
+                f"{self.max_head:,} bytes of request line and headers"
+            )
         )
-        body = json.dumps(problem_body(exc.status, exc.slug, exc.title, exc.detail)).encode()
-        self._answer_and_close(b"431 Request Header Fields Too Large", body)
 
-    def _answer_and_close(self, status: bytes, body: bytes, headers: bytes = b"") -> None:
+    def _answer_and_close(self, error: ServiceError) -> None:
         """A problem+json answer written here, not by uvicorn, then the connection closed."""
         assert self.transport is not None
-        self.transport.write(_response(status, body, headers, close=True))
+        self.transport.write(_response(error, close=True))
         self._close()
 
     def _close(self) -> None:

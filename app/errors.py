@@ -102,5 +102,11 @@ class ModelUnavailable(NotReady):
     slug, title = "model-unavailable", "Model unavailable"
 
 
+class Overloaded(NotReady):
+    """No place for the request within the intake's wait (``app.connections``)."""
+
+    slug, title = "overloaded", "Server overloaded"
+
+
 class DeadlineExceeded(ServiceError):
     status, slug, title = 504, "timeout", "Request timed out"

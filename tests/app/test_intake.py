@@ -17,22 +17,33 @@ from tests.app.launcher import Launched, launched
 LONG = {"prompt": "A", "max_chars": 2000}  # a plain generation: holds its place for a while
 
 
+def _serve(
+    tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory, **settings: str
+) -> Iterator[Launched]:
+    """``python -m app`` with these settings, its log in a folder of its own."""
+    log = tmp_path_factory.mktemp("intake") / "server.log"
+    with launched(tiny_weights, log, **settings) as s:
+        yield s
+
+
 @pytest.fixture(scope="module")
 def one_at_a_time(
     tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Launched]:
-    log = tmp_path_factory.mktemp("intake") / "server.log"
-    with launched(
-        tiny_weights, log, max_requests_in_progress="1", intake_wait_s="30", max_queue="8"
-    ) as s:
-        yield s
+    yield from _serve(
+        tiny_weights,
+        tmp_path_factory,
+        max_requests_in_progress="1",
+        intake_wait_s="30",
+        max_queue="8",
+    )
 
 
 @pytest.fixture(scope="module")
 def impatient(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
-    log = tmp_path_factory.mktemp("intake-impatient") / "server.log"
-    with launched(tiny_weights, log, max_requests_in_progress="1", intake_wait_s="0.01") as s:
-        yield s
+    yield from _serve(
+        tiny_weights, tmp_path_factory, max_requests_in_progress="1", intake_wait_s="0.01"
+    )
 
 
 def test_requests_beyond_the_limit_wait_their_turn_and_all_get_answers(
@@ -107,11 +118,13 @@ def test_a_request_that_waits_too_long_gets_a_503_with_retry_after(impatient: La
 def one_generation(
     tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Launched]:
-    log = tmp_path_factory.mktemp("intake-door") / "server.log"
-    with launched(
-        tiny_weights, log, log_format="text", max_generations="1", max_generation_queue="0"
-    ) as s:
-        yield s
+    yield from _serve(
+        tiny_weights,
+        tmp_path_factory,
+        log_format="text",
+        max_generations="1",
+        max_generation_queue="0",
+    )
 
 
 def _post(path: str, body: bytes) -> bytes:
