@@ -12,8 +12,8 @@ CHROMIUM := /usr/bin/chromium
 # or pypi (whatever pip's index serves). Default: cuda where an NVIDIA driver answers, else cpu.
 TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)
 
-.PHONY: install install-dev install-train browser serve test lint typecheck train train-lecture \
-	bench bench-digits soak container-check clean
+.PHONY: install install-dev install-train browser serve test lint typecheck data train \
+	train-lecture bench bench-digits soak container-check clean
 
 # One virtual environment, filled in layers, each reinstalled only when its inputs change:
 # serving (install), + training (install-train), + tests, linters and tools (install-dev).
@@ -76,11 +76,17 @@ lint: install-dev
 typecheck: install-dev
 	$(PY) -m mypy
 
+# The data sets training reads, downloaded from their public sources and checked against their
+# sha256 (training/fetch.py); files already in place are kept. DATA_DIR=... writes elsewhere
+# (default: $TINYZOO_DATA_DIR, else ../shared/data), MIRROR=URL_OR_DIR fetches from a mirror.
+data: install-train
+	$(PY) -m training data fetch $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MIRROR),--mirror $(MIRROR))
+
 # Full default recipes, one after another (about an hour on 2 cores); writes weights/<model>/.
 train: install-train
 	for m in $(MODELS); do $(PY) -m training $$m || exit 1; done
 
-# The lecture's own hyperparameters, for the baseline table in the README (written to a temp dir).
+# The lecture's own hyperparameters (the lecture column of docs/training.md), into build/lecture.
 train-lecture: install-train
 	for m in digit-inception digit-resnet name-gru; do \
 		$(PY) -m training $$m --recipe lecture --out build/lecture || exit 1; done

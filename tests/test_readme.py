@@ -1,5 +1,6 @@
-"""The README's ``curl`` examples give the answers it prints, against the service as ``make serve``
-starts it; its settings table names every setting; it tells no history.
+"""The README's ``curl`` examples, and those of the guides in ``docs/``, give the answers they
+print, against the service as ``make serve`` starts it; the README's settings table names every
+setting; neither tells history.
 
 Every ``console`` block is a list of ``$ command`` lines (continued with a trailing backslash),
 each followed by the answer it prints. A JSON answer must have the same structure, strings and
@@ -26,6 +27,7 @@ from app.settings import Settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 README = (PROJECT / "README.md").read_text()
+GUIDES = {path.name: path.read_text() for path in sorted((PROJECT / "docs").glob("*.md"))}
 URL = "http://127.0.0.1:8000"
 ROUNDING = 0.005 + 1e-9
 STARTUP_S = 120
@@ -146,7 +148,9 @@ def _route(command: str) -> str:
     return found.group(1)
 
 
-EXAMPLES = console_examples()
+EXAMPLES = console_examples() + [
+    example for text in GUIDES.values() for example in console_examples(text)
+]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -184,7 +188,8 @@ def test_the_readme_documents_every_setting() -> None:
 
 
 def test_the_readme_is_a_guide_not_a_diary() -> None:
-    for phrase in ("this round", "earlier round", "run before", "previous run", "we tried"):
-        assert phrase not in README.lower(), phrase
+    for name, text in {"README.md": README, **GUIDES}.items():
+        for phrase in ("this round", "earlier round", "run before", "previous run", "we tried"):
+            assert phrase not in text.lower(), f"{name}: {phrase}"
     for heading in ("## How to add a model", "## Architecture", "## Configuration"):
         assert heading in README

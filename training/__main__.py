@@ -1,5 +1,5 @@
-"""Command line: ``python -m training NAME``, ``... evaluate|calibrate|export NAME`` and
-``... hello``."""
+"""Command line: ``python -m training NAME``, ``... evaluate|calibrate|export NAME``,
+``... hello`` and ``... data fetch``."""
 
 import argparse
 import json
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from models.device import resolve_device
-from training import distributed
+from training import distributed, fetch
 from training.common import Run
 from training.data import DataError, default_data_dir
 
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(cal)
     _add_export(sub)
+    fetch.add_parser(sub)
     hello = sub.add_parser("hello", help="the lecture-12 'hello' -> 'ohlol' walkthroughs")
     hello.add_argument(
         "--variant",
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if predicted == "ohlol" else 1
     if args.command == "export":
         return _export(args)
+    if args.command == "data":
+        return fetch.run(args)
     data_dir = args.data_dir or default_data_dir()
     try:
         device = resolve_device(args.device)

@@ -26,7 +26,7 @@ MNIST_FILES = {
 }
 NAMES_FILES = {"train": "names_train.csv.gz", "test": "names_test.csv.gz"}
 SHAKESPEARE_FILE = "shakespeare.txt.gz"
-# Rows of the names files that are scraping debris, not surnames (see the data README).
+# Rows of the names files that are scraping debris, not surnames (docs/data.md).
 NAMES_JUNK = frozenset({"To The First Page"})
 
 
