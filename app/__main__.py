@@ -8,16 +8,19 @@ models, batchers and metrics, and its connection limits ``TINYZOO_MAX_HEADER_BYT
 its own access line.
 """
 
+import argparse
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 
 from app.connections import GuardedHTTP
-from app.settings import Settings
+from app.settings import Settings, from_environment
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """As ``app.metrics`` reads it; not imported from there, so that this process never imports
@@ -56,8 +59,54 @@ def multiprocess_metrics(workers: int) -> Iterator[Path | None]:
                 del os.environ[MULTIPROC_ENV]
 
 
-def main() -> None:
-    settings = Settings()
+def describe_settings() -> str:
+    """Every ``TINYZOO_*`` setting with its default and what it does, from the settings class."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    lines = []
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown = "(unset)" if default is None else str(default)
+        lines.append(f"  {prefix}{name.upper()}  (default: {shown})")
+        if info.description:
+            lines.append(f"      {info.description}")
+    return "\n".join(lines)
+
+
+def read_settings() -> Settings:
+    """The settings from the environment, or exit 2 with one line on stderr per bad setting."""
+    try:
+        settings = from_environment()
+    except ValidationError as exc:
+        prefix = str(Settings.model_config.get("env_prefix", ""))
+        for error in exc.errors()[:3]:
+            name = prefix + "_".join(str(p) for p in error["loc"]).upper()
+            given = os.environ.get(name)
+            shown = "" if given is None else f"={given!r}"
+            print(f"tinyzoo: bad setting {name}{shown}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if settings.device.startswith("cuda"):
+        import torch  # only where a GPU is asked for: the check needs CUDA's runtime
+
+        if not torch.cuda.is_available():
+            print(
+                f"tinyzoo: TINYZOO_DEVICE={settings.device} but CUDA is not available here "
+                "(use auto or cpu)",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Serve tinyzoo's models over HTTP (uvicorn). Every option is an "
+        "environment variable:",
+        epilog="settings:\n" + describe_settings(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    settings = read_settings()
     with multiprocess_metrics(settings.workers):
         uvicorn.run(
             "app.main:app",

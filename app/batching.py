@@ -5,8 +5,12 @@ waiting at most ``max_wait_ms`` for more only when fewer are already queued and 
 light (a lone request after a lone request goes straight to the model), runs
 ``predict_batch`` off the event loop and answers each request. A full queue answers 429
 (``QueueFull``), a request past its deadline 504 (``DeadlineExceeded``); a request whose client
-went away (its ``gone`` probe says so, or its task was cancelled) is dropped before it reaches the
-model.
+went away (its ``gone`` probe, ASGI's ``http.disconnect``, says so, or its task was cancelled) is
+dropped before it reaches the model.
+
+A batcher serves one model version. ``close`` drains it: new inputs are refused (503), those
+already queued are answered, then the worker ends. Nothing is left waiting on a stopped batcher:
+``stop`` answers whatever is still queued with 503.
 """
 
 import asyncio
@@ -14,16 +18,24 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import anyio.to_thread
 
-from app.errors import ClientClosedRequest, DeadlineExceeded, InferenceFailed, QueueFull
+from app.errors import (
+    ClientClosedRequest,
+    DeadlineExceeded,
+    InferenceFailed,
+    ModelUnavailable,
+    QueueFull,
+)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+Gone = Callable[[], Awaitable[bool]]
+"""Whether a request's client has disconnected (Starlette's ``Request.is_disconnected``)."""
 logger = logging.getLogger("app.batching")
 
 
@@ -31,7 +43,7 @@ logger = logging.getLogger("app.batching")
 class _Item(Generic[In, Out]):
     value: In
     future: "asyncio.Future[Out]"
-    gone: Callable[[], bool] | None = None
+    gone: Gone | None = None
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -76,17 +88,55 @@ class Batcher(Generic[In, Out]):
         self._worker: asyncio.Task[None] | None = None
         self._batch_seconds = 0.01
         self._last_size = 1
+        self.closed = False
+        """No longer taking inputs (``close``)."""
+        self._idle = True
+        """The worker waits for a first input (nothing taken from the queue)."""
+        self._taken: list[_Item[In, Out]] = []
+        """The inputs the worker has taken from the queue and not yet answered."""
 
     def start(self) -> None:
-        if self._worker is None:
+        if self._worker is None and not self.closed:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
+    async def close(self) -> None:
+        """Drain: refuse new inputs (503), answer those already queued, then stop. Each has a
+        deadline, so this ends within ``timeout_s`` (plus a batch)."""
+        self.closed = True
+        if self._worker is None:
+            self._fail_queued()
+            return
+        if self._idle and self.queue.empty():
+            # the worker waits for an input that will never come: end it
+            self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        self._worker = None
+        self._fail_queued()
+
     async def stop(self) -> None:
+        """Stop at once: the batch being computed is answered, anything still queued gets 503."""
+        self.closed = True
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        left, self._taken = self._taken, []
+        while not self.queue.empty():
+            left.append(self.queue.get_nowait())
+        for item in left:
+            if not item.future.done():
+                item.future.set_exception(self._unavailable())
+
+    def _unavailable(self) -> ModelUnavailable:
+        return ModelUnavailable(
+            f"{self.name}: this version is no longer served; retry to reach the one that is",
+            headers={"Retry-After": "1"},
+        )
 
     @property
     def depth(self) -> int:
@@ -103,12 +153,15 @@ class Batcher(Generic[In, Out]):
             headers={"Retry-After": str(retry)},
         )
 
-    async def submit(self, value: In, gone: Callable[[], bool] | None = None) -> Out:
-        """Queue one input and wait for its output (429 when full, 504 past the deadline).
+    async def submit(self, value: In, gone: Gone | None = None) -> Out:
+        """Queue one input and wait for its output (429 when full, 504 past the deadline, 503
+        once the batcher is closing).
 
         ``gone`` tells whether the client has disconnected; such an input is dropped (499)
         instead of being run.
         """
+        if self.closed:
+            raise self._unavailable()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         try:
@@ -134,7 +187,14 @@ class Batcher(Generic[In, Out]):
             )
 
     async def _next_batch(self) -> list[_Item[In, Out]]:
-        batch = [await self.queue.get()]
+        self._idle = True
+        first = await self.queue.get()
+        self._idle = False
+        batch = self._taken = [first]
+        if self.closed:  # draining: whatever is queued goes now, with no wait for company
+            while len(batch) < self.max_batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            return batch
         if self.queue.empty() and self._last_size <= 1:
             # Nothing else is waiting and the last batch was a single request: traffic is
             # light, so waiting for company would only add latency.
@@ -155,13 +215,13 @@ class Batcher(Generic[In, Out]):
         self._last_size = len(batch)
         return batch
 
-    def _live(self, taken: list[_Item[In, Out]]) -> list[_Item[In, Out]]:
+    async def _live(self, taken: list[_Item[In, Out]]) -> list[_Item[In, Out]]:
         """The items still worth running: not expired, not cancelled, their client still there."""
         live = []
         for item in taken:
             if item.future.done():  # past its deadline, or its request task was cancelled
                 continue
-            if item.gone is not None and item.gone():
+            if item.gone is not None and await item.gone():
                 item.future.set_exception(
                     ClientClosedRequest(f"{self.name}: the client went away; input dropped")
                 )
@@ -175,11 +235,11 @@ class Batcher(Generic[In, Out]):
         return live
 
     async def _run(self) -> None:
-        while True:
+        while not (self.closed and self.queue.empty()):
             taken = await self._next_batch()
             if self.on_depth is not None:
                 self.on_depth(self.queue.qsize())
-            batch = self._live(taken)
+            batch = await self._live(taken)
             if not batch:
                 continue
             started = time.perf_counter()
@@ -206,3 +266,4 @@ class Batcher(Generic[In, Out]):
             for item, output in zip(batch, outputs, strict=True):
                 if not item.future.done():
                     item.future.set_result(output)
+            self._taken = []

@@ -21,7 +21,7 @@ going in and out and enforces:
   waits ``intake_wait_s`` is answered 503 with ``Retry-After`` and closed. Health, readiness and
   metrics probes, and chunked bodies (whose end the head does not tell; the application's own
   admission bounds them), go straight in;
-* a POST whose queue is full (``Door``, asked with the app's ``Runtime.refusal`` as soon as its
+* a POST whose queue is full (``Door``, asked with the app's ``app.main.refusal`` as soon as its
   head is whole) is answered 429 here, its body dropped as it comes, and its connection is not
   read again until the ``Retry-After`` it was given has passed.
 
@@ -52,7 +52,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from app.errors import HeadersTooLarge, Overloaded, ServiceError
 from app.logs import SummedWarning
 from app.problems import problem_body
-from app.settings import Settings
+from app.settings import from_environment
 
 HEAD_END = b"\r\n\r\n"
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
@@ -66,13 +66,6 @@ CLOSING_GRACE_S = 0.05
 """How long a connection given up while paced is still read, for a request sent meanwhile."""
 
 logger = logging.getLogger("app.connections")
-
-
-@functools.cache
-def _settings() -> Settings:
-    """The settings of this process, read once from the environment (each worker is a process
-    of its own, so they cannot travel as attributes set in the launcher)."""
-    return Settings()
 
 
 class Intake:
@@ -116,7 +109,7 @@ class Intake:
 
 class Door:
     """The refusal a POST meets at the door, asked by the intake as soon as the request's head
-    is whole: the app, once ready, ``open``s it with its ``Runtime.refusal`` (the 429 the
+    is whole: the app, once ready, ``open``s it with ``app.main.refusal`` (the 429 the
     request's queue would give it, from path and query alone) and how to count one. A refused
     request is answered here, with keep-alive, and its body read and dropped as it comes: no
     task, no middleware, no parsing, a fraction of what the same 429 costs in the app."""
@@ -177,7 +170,7 @@ door = Door()
 @functools.cache
 def intake() -> Intake:
     """This process's intake (one event loop per worker process)."""
-    s = _settings()
+    s = from_environment()
     return Intake(s.max_requests_in_progress, s.intake_wait_s)
 
 
@@ -248,7 +241,7 @@ class GuardedHTTP(asyncio.Protocol):
 
     def __init__(self, **kwargs: Any) -> None:
         self.inner: asyncio.Protocol = AutoHTTPProtocol(**kwargs)
-        s = _settings()
+        s = from_environment()
         self.max_head, self.timeout_s = s.max_header_bytes, s.client_timeout_s
         self.max_unanswered = s.max_header_bytes + s.max_body_bytes
         self.loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qs
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
@@ -16,14 +17,14 @@ from app.api.protocol import protocol_errors
 from app.api.responses import problems
 from app.api.routes import char_rnn, demo, digits, docs, health, models, names, v2
 from app.connections import door
-from app.errors import ServiceError
+from app.errors import QueueFull
 from app.logs import SummedWarning, configure_logging, flush_logs, flush_periodically
 from app.memory import trim_periodically
 from app.metrics import Metrics
-from app.middleware import AccessMiddleware, AdmissionMiddleware, BodyLimitMiddleware
+from app.middleware import AccessMiddleware, BodyLimitMiddleware
 from app.problems import install_problem_handlers
-from app.runtime import Runtime
-from app.settings import Settings
+from app.services import Services
+from app.settings import Settings, from_environment
 from models.checkpoint import CheckpointError
 
 logger = logging.getLogger("app")
@@ -37,9 +38,9 @@ protocol's `{"error": "..."}`."""
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application from ``settings`` (default: the environment); models load in the
     lifespan."""
-    settings = settings or Settings()
+    settings = settings or from_environment()
     metrics = Metrics()
-    refusals = SummedWarning(  # 429s at the door: AdmissionMiddleware's and python -m app's
+    refusals = SummedWarning(  # 429s at python -m app's door
         logging.getLogger("app.access"),
         "refusing requests with 429: queues full",
         "refused %d requests in %.0f s with 429: queues full",
@@ -48,13 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_format, settings.log_level)
+        services = Services.create(settings, metrics)
         try:
-            runtime = await anyio.to_thread.run_sync(Runtime.build, settings)
+            await anyio.to_thread.run_sync(services.load)
         except CheckpointError as exc:
             logger.error("cannot start: %s", exc)
             raise
-        await anyio.to_thread.run_sync(runtime.warm)
-        runtime.start_batchers(metrics)
+        services.start()
         # Everything loaded so far lives as long as the app: keep it out of the garbage
         # collector's full passes, which otherwise walk it all and stall requests for
         # milliseconds (given back at shutdown).
@@ -66,26 +67,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         flusher = asyncio.get_running_loop().create_task(flush_periodically())
-        runtime.ready = True
-        app.state.runtime = runtime
+        app.state.services = services
 
         def refused_at_the_door(path: str) -> None:
             metrics.requests.labels("POST", path, "429").inc()
             refusals.add()
 
         # python -m app answers full queues' 429s before uvicorn parses the request
-        door.open(runtime.refusal, refused_at_the_door)
-        logger.info(
-            "ready: %s on %s", ", ".join(sorted(runtime.registry.models)), runtime.registry.device
-        )
+        door.open(lambda scope: refusal(services, scope), refused_at_the_door)
+        registry = services.registry
+        logger.info("ready: %s on %s", ", ".join(sorted(registry.served)), registry.device)
         try:
             yield
         finally:
             door.close()
-            runtime.ready = False
             if trimmer is not None:
                 trimmer.cancel()
-            await runtime.stop()
+            await services.close()
             metrics.close()
             gc.unfreeze()
             flusher.cancel()
@@ -124,7 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.docs_enabled:
         app.include_router(docs.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(AdmissionMiddleware, refusal=lambda scope: _refusal(app, scope))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -133,14 +130,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(AccessMiddleware, metrics=metrics, refusals=refusals)
+    app.add_middleware(AccessMiddleware, metrics=metrics)
     return app
 
 
-def _refusal(app: FastAPI, scope: Scope) -> ServiceError | None:
-    """A full queue's 429 for this request, once the models are loaded."""
-    runtime: Runtime | None = getattr(app.state, "runtime", None)
-    return None if runtime is None else runtime.refusal(scope)
+def refusal(services: Services, scope: Scope) -> QueueFull | None:
+    """The 429 a POST to this path would meet in its service (its model's queue, or the gate
+    of explanations or generations), from the path and query alone: what ``python -m app``'s
+    door answers before reading the request. The service decides; this only maps routes."""
+    path = scope["path"]
+    if path in ("/classify-name", "/classify-name/batch"):
+        return services.names.refusal()
+    if path == "/digit":
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        return services.digits.refusal(query.get("model", ["digit-resnet"])[-1])
+    if path in ("/digit/explain", "/classify-name/explain"):
+        return services.explanations.refusal()
+    if path == "/char-rnn/generate":
+        return services.chars.refusal()
+    return None
 
 
 class _App:

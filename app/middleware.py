@@ -4,31 +4,19 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ServiceError
-from app.logs import SummedWarning
+from app.errors import BadRequest, PayloadTooLarge, ServiceError
 from app.logs import request_id as current_request_id
 from app.metrics import Metrics
-from app.problems import problem
+from app.problems import error_problem
 
 access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-
-def disconnect_probe(receive: Receive) -> Callable[[], bool] | None:
-    """A probe of whether a request's client has disconnected, where the server offers a cheap
-    one: uvicorn flags its request cycle (the owner of ``receive``) ``disconnected`` when the
-    connection drops. None under other servers."""
-    cycle = getattr(receive, "__self__", None)
-    if cycle is None or not isinstance(getattr(cycle, "disconnected", None), bool):
-        return None
-    return lambda: bool(cycle.disconnected)
 
 
 class AccessMiddleware:
@@ -36,10 +24,9 @@ class AccessMiddleware:
     make one (on ``request.state``, echoed in the response), count and time the request in the
     metrics by route template and status, and write the access log line."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, refusals: SummedWarning) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.refusals = refusals
         # The labelled series, looked up once per (method, route, status): prometheus-client's
         # ``labels()`` checks and locks on every call.
         self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -54,7 +41,14 @@ class AccessMiddleware:
         token = current_request_id.set(request_id)
         started = time.perf_counter()
         status = 500
-        answered = False
+        answered = gone = False
+
+        async def receive_noting() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, answered
@@ -69,17 +63,13 @@ class AccessMiddleware:
         metrics = self.metrics
         metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_noting, send_with_id)
         finally:
-            if not answered and (gone := disconnect_probe(receive)) is not None and gone():
+            if not answered and gone:
                 status = 499  # the client left before it could be answered (nginx's code)
             elapsed = time.perf_counter() - started
             metrics.in_flight.dec()
-            refused = scope["state"].get("refused", False)
-            # refused at the door, before routing: only known routes are refused
-            route = str(
-                getattr(scope.get("route"), "path", scope["path"] if refused else "unmatched")
-            )
+            route = str(getattr(scope.get("route"), "path", "unmatched"))
             method = scope["method"]
             key = (method, route, str(status))
             series = self._series.get(key)
@@ -88,42 +78,8 @@ class AccessMiddleware:
                 self._series[key] = series
             series[0].inc()
             series[1].observe(elapsed)
-            if refused:
-                self.refusals.add()
-            else:
-                access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
+            access.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000)
             current_request_id.reset(token)
-
-
-class AdmissionMiddleware:
-    """Refuse work that could not be queued (429, ``Retry-After``) before its body is read or
-    any route runs, so that under overload a refusal costs a fraction of an answer.
-
-    ``refusal(scope)`` tells, from the path and query alone, whether the queue the request
-    would join is full (``Runtime.refusal``). A refused request is marked in its scope: the
-    access log counts such refusals and writes one line for many.
-    """
-
-    def __init__(self, app: ASGIApp, refusal: Callable[[Scope], ServiceError | None]) -> None:
-        self.app = app
-        self.refusal = refusal
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            refused = self.refusal(scope)
-            if refused is not None:
-                scope.setdefault("state", {})["refused"] = True
-                response = problem(
-                    Request(scope),
-                    refused.status,
-                    refused.slug,
-                    refused.title,
-                    refused.detail,
-                    headers=refused.headers,
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -144,7 +100,9 @@ class BodyLimitMiddleware:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                await self._refuse(scope, receive, send, 400, "invalid Content-Length header")
+                await self._refuse(
+                    scope, receive, send, BadRequest("invalid Content-Length header")
+                )
                 return
             if int(declared) > self.max_bytes:
                 await self._too_large(scope, receive, send, f"{int(declared)} bytes declared")
@@ -179,17 +137,10 @@ class BodyLimitMiddleware:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, what: str) -> None:
         detail = f"request body over the limit of {self.max_bytes} bytes ({what})"
-        await self._refuse(scope, receive, send, 413, detail)
+        await self._refuse(scope, receive, send, PayloadTooLarge(detail))
 
     async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, status: int, detail: str
+        self, scope: Scope, receive: Receive, send: Send, error: ServiceError
     ) -> None:
-        slug, title = (
-            ("payload-too-large", "Request body too large")
-            if status == 413
-            else ("bad-request", "Bad request")
-        )
-        response = problem(
-            Request(scope), status, slug, title, detail, headers={"Connection": "close"}
-        )
-        await response(scope, receive, send)
+        error.headers["Connection"] = "close"
+        await error_problem(Request(scope), error)(scope, receive, send)

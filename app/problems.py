@@ -11,27 +11,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from app.errors import ClientClosedRequest, ServiceError
+from app.errors import ClientClosedRequest, ServiceError, ValidationFailed, error_for
 
 PROBLEM_TYPE_BASE = "https://tinyzoo.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = logging.getLogger("app.errors")
-
-_HTTP_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    404: "Not found",
-    405: "Method not allowed",
-    406: "Not acceptable",
-    413: "Request body too large",
-    415: "Unsupported media type",
-    431: "Request header fields too large",
-    422: "Invalid input",
-    429: "Too many requests",
-    500: "Internal server error",
-    503: "Service not ready",
-    504: "Request timed out",
-}
 
 
 class ProblemResponse(JSONResponse):
@@ -51,6 +35,11 @@ def _writable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_writable(v) for v in value]
     return value
+
+
+def error_problem(request: Request | None, exc: ServiceError) -> "ProblemResponse":
+    """The problem+json response to a service error."""
+    return problem(request, exc.status, exc.slug, exc.title, exc.detail, exc.errors, exc.headers)
 
 
 def problem(
@@ -128,16 +117,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> ProblemResponse:
-        return problem(
-            request, exc.status, exc.slug, exc.title, exc.detail, exc.errors, exc.headers
-        )
+        return error_problem(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> ProblemResponse:
         errors = _validation_errors(exc)
-        return problem(
-            request, 422, "validation-error", "Invalid request", _summary(errors), errors
-        )
+        return error_problem(request, ValidationFailed(_summary(errors), errors=errors))
 
     @app.exception_handler(ClientDisconnect)
     async def client_left(request: Request, exc: Exception) -> ProblemResponse:
@@ -149,7 +134,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI's 400 for a body cut short
             return await client_left(request, exc.__cause__)
-        title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
+        kind = error_for(exc.status_code)
+        title = kind.title
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 400 and detail == "There was an error parsing the body":
             detail = (
@@ -157,17 +143,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}"
-        slug = title.lower().replace(" ", "-")
         headers = dict(exc.headers) if exc.headers else None
-        return problem(request, exc.status_code, slug, title, detail, headers=headers)
+        return problem(request, exc.status_code, kind.slug, title, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> ProblemResponse:
         logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
-        return problem(
-            request,
-            500,
-            "internal-error",
-            "Internal server error",
-            "the server failed to handle this request; it has been logged",
-        )
+        return error_problem(request, ServiceError(ServiceError.example))

@@ -7,19 +7,29 @@ at startup is ``default_version`` from ``<weights>/<model>/model.json`` when tha
 else the newest. Loading a version checks its card and the sha256 of its weights
 (``models.checkpoint``); a version replacing a served one must also keep its task, family and
 labels, so that answers keep their meaning.
+
+The registry also owns each served version's lifecycle. What serves a version (its ``Runner``:
+the net and its batching queue) is built by the function the app hands in, started on the event
+loop and swapped in atomically; a request looks its version up once (``get``) and finishes on it.
+A version replaced or unloaded is drained: it takes no new work (503) and answers what it had
+admitted before it stops.
 """
 
+import asyncio
+import gc
 import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
+import anyio.to_thread
 import torch
 
-from app.errors import NotFound
+from app.errors import ModelUnavailable, NotFound
 from models.checkpoint import CARD_FILE, Checkpoint, CheckpointError, load_checkpoint
 
 logger = logging.getLogger("app.registry")
@@ -81,36 +91,138 @@ def default_version(model_dir: Path, versions: dict[str, Path]) -> str:
     return str(chosen)
 
 
+class Runner(Protocol):
+    """What serves one loaded version (built by the app's service layer)."""
+
+    def start(self) -> None:
+        """Start serving, on the event loop."""
+
+    async def close(self) -> None:
+        """Take no new work, finish what was admitted, stop."""
+
+    def serving(self) -> dict[str, Any]:
+        """How the server computes the net, where it departs from the layers as written."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded version of a model, and what serves it."""
+
+    name: str
+    version: str
+    checkpoint: Checkpoint
+    runner: Any
+    """The family's ``Runner`` for this version (a service knows which type it built)."""
+
+
+Build = Callable[[Checkpoint, str], Runner]
+"""Makes the runner of a checkpoint (version name given), warmed and checked: in a worker
+thread, before anything is served."""
+Changed = Callable[[Served, bool], None]
+"""Told when a version starts (True) or stops (False) serving, for the metrics."""
+
+
 @dataclass
 class ModelRegistry:
-    """The repository on disk, the checkpoints served by name, and the device they run on."""
+    """The repository on disk, the versions served by name, and the device they run on."""
 
     device: torch.device
     weights_dir: Path
-    models: dict[str, Checkpoint] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    """The version each served model answers with."""
+    build: Build
+    on_change: Changed | None = None
+    served: dict[str, Served] = field(default_factory=dict)
     load_seconds: dict[str, float] = field(default_factory=dict)
-    serving: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """How the server computes each model, where it departs from the layers as written (the
-    digit nets: folded, NNPACK kernels), merged into its card."""
+    _lock: asyncio.Lock | None = None
 
-    @classmethod
-    def load(cls, weights_dir: Path, device: torch.device) -> "ModelRegistry":
-        """Load every model's default version; any failure stops startup."""
-        registry = cls(device=device, weights_dir=weights_dir)
-        if not weights_dir.is_dir():
-            raise CheckpointError(weights_dir, "weights directory not found")
-        for name in registry.on_disk():
-            version, checkpoint = registry.read(name, None, replacing=False)
-            registry.models[name] = checkpoint
-            registry.versions[name] = version
-            logger.info("loaded %s version %s on %s", name, version, device)
-        if not registry.models:
+    def load_defaults(self) -> None:
+        """Read and build every model's default version (in a thread, at startup); any
+        failure stops startup."""
+        if not self.weights_dir.is_dir():
+            raise CheckpointError(self.weights_dir, "weights directory not found")
+        for name in self.on_disk():
+            version, checkpoint = self.read(name, None, replacing=False)
+            self.served[name] = Served(name, version, checkpoint, self.build(checkpoint, version))
+            logger.info("loaded %s version %s on %s", name, version, self.device)
+        if not self.served:
             raise CheckpointError(
-                weights_dir, "no checkpoints (<model>/card.json or <model>/<version>/card.json)"
+                self.weights_dir,
+                "no checkpoints (<model>/card.json or <model>/<version>/card.json)",
             )
-        return registry
+
+    def start(self) -> None:
+        """On the event loop: every loaded version starts serving."""
+        for served in self.served.values():
+            served.runner.start()
+            self._changed(served, True)
+
+    async def close(self) -> None:
+        """At shutdown: every version stops, answering what it had admitted."""
+        served, self.served = list(self.served.values()), {}
+        await asyncio.gather(*(s.runner.close() for s in served))
+
+    @property
+    def models(self) -> dict[str, Checkpoint]:
+        """The served checkpoints by name."""
+        return {name: s.checkpoint for name, s in self.served.items()}
+
+    def get(self, name: str) -> Served:
+        """The version ``name`` serves now: 503 for a model in the repository that is not
+        loaded, 404 for one that is not there at all."""
+        served = self.served.get(name)
+        if served is not None:
+            return served
+        if MODEL_NAME.match(name) and name in self.on_disk():
+            raise ModelUnavailable(
+                f"model {name!r} is not loaded on this server; load it through the repository",
+                headers={"Retry-After": "1"},
+            )
+        raise NotFound(f"no model named {name!r}; served: {', '.join(sorted(self.served))}")
+
+    def lock(self) -> asyncio.Lock:
+        """Held while a version loads or a model unloads: one change at a time."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def load(self, name: str, version: str | None) -> tuple[str, str | None]:
+        """Read, verify, build and check a version (default: the newest) in a worker thread,
+        then serve it in place of the one served; returns it and the version it replaced.
+        NotFound, or CheckpointError / ValueError for a version refused (the served one keeps
+        serving)."""
+        async with self.lock():
+            chosen, checkpoint = await anyio.to_thread.run_sync(self.read, name, version)
+            runner = await anyio.to_thread.run_sync(self.build, checkpoint, chosen)
+            return chosen, await self._swap(Served(name, chosen, checkpoint, runner))
+
+    async def _swap(self, new: Served) -> str | None:
+        """Serve a built version from now on (on the event loop, so no request sees a half-made
+        swap); the version it replaces finishes what it admitted. Returns that version."""
+        name = new.name
+        new.runner.start()
+        previous = self.served.get(name)
+        self.served[name] = new
+        self._changed(new, True)
+        if previous is None:
+            return None
+        self._changed(previous, False)
+        await previous.runner.close()
+        gc.collect()  # its net and queue refer to each other: free them now, not at some later pass
+        return previous.version
+
+    async def unload(self, name: str) -> str:
+        """Stop serving a model: new requests get 503, those it admitted are answered first."""
+        async with self.lock():
+            served = self.served.pop(name, None)
+            if served is None:
+                raise NotFound(f"model {name!r} is not loaded")
+            self._changed(served, False)
+            await served.runner.close()
+            gc.collect()
+            return served.version
+
+    def _changed(self, served: Served, serving: bool) -> None:
+        if self.on_change is not None:
+            self.on_change(served, serving)
 
     def on_disk(self) -> dict[str, dict[str, Path]]:
         """Every model folder with at least one version: name -> its versions."""
@@ -143,9 +255,9 @@ class ModelRegistry:
         card_path = versions[version] / CARD_FILE
         if checkpoint.name != name:
             raise CheckpointError(card_path, f"names the model {checkpoint.name!r}, not {name!r}")
-        served = self.models.get(name)
+        served = self.served.get(name)
         if replacing and served is not None:
-            self._check_same_meaning(card_path, served.card, checkpoint.card)
+            self._check_same_meaning(card_path, served.checkpoint.card, checkpoint.card)
         self.load_seconds[name] = time.perf_counter() - started
         return version, checkpoint
 
@@ -165,13 +277,13 @@ class ModelRegistry:
                 )
 
     def card(self, name: str) -> dict[str, Any]:
-        """A model's card plus where it runs and which version; 404 for an unknown name."""
-        if name not in self.models:
-            raise NotFound(f"no model named {name!r}; served: {', '.join(sorted(self.models))}")
-        checkpoint = self.models[name]
+        """A served model's card plus where it runs and which version; 404 when not served."""
+        served = self.served.get(name)
+        if served is None:
+            raise NotFound(f"no model named {name!r}; served: {', '.join(sorted(self.served))}")
         return {
-            **checkpoint.card,
+            **served.checkpoint.card,
             "device": str(self.device),
-            "version": self.versions[name],
-            **self.serving.get(name, {}),
+            "version": served.version,
+            **served.runner.serving(),
         }

@@ -5,6 +5,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from app.services.limits import MAX_NAME_CHARS, MAX_NAMES, MAX_PROMPT_CHARS, MAX_TEXT_CHARS
+
 DigitModel = Literal["digit-resnet", "digit-inception"]
 NameModel = Literal["name-gru"]
 TransduceModel = Literal["char-rnn-hello"]
@@ -13,7 +15,7 @@ ModelName = Literal[
     "digit-resnet", "digit-inception", "name-gru", "char-rnn-hello", "char-rnn-shakespeare"
 ]
 NAME_CLASSES = 18
-MAX_NAME_INPUT = 1000
+MAX_NAME_INPUT = MAX_NAME_CHARS
 
 
 def _whole_unicode(text: str) -> str:
@@ -89,7 +91,7 @@ class ClassifyNameBatchRequest(BaseModel):
         strict=True,
         json_schema_extra={"examples": [{"names": ["Müller", "Иванов", "O'Brien"], "top_k": 1}]},
     )
-    names: list[UnicodeText] = Field(min_length=1, max_length=256)
+    names: list[UnicodeText] = Field(min_length=1, max_length=MAX_NAMES)
     top_k: int = Field(3, ge=1, le=NAME_CLASSES)
 
 
@@ -143,7 +145,7 @@ class TransduceRequest(BaseModel):
         strict=True,
         json_schema_extra={"examples": [{"text": "hello", "model": "char-rnn-hello"}]},
     )
-    text: str = Field(min_length=1, max_length=1000)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     model: TransduceModel = "char-rnn-hello"
 
 
@@ -188,7 +190,9 @@ class GenerateRequest(BaseModel):
             ]
         },
     )
-    prompt: str = Field("", max_length=2000, description="continued by the model; may be empty")
+    prompt: str = Field(
+        "", max_length=MAX_PROMPT_CHARS, description="continued by the model; may be empty"
+    )
     max_chars: int = Field(200, ge=1, le=2000, description="characters to generate")
     temperature: float = Field(
         0.8,

@@ -1,5 +1,6 @@
 """The service's settings: one typed class, environment variables prefixed ``TINYZOO_``."""
 
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -65,7 +66,9 @@ class Settings(BaseSettings):
         "x bytes per sample; JPEGs at their reduced scale) twice, as OpenCV holds it; nothing "
         "after decoding copies the frame at full size",
     )
-    max_generate_chars: int = Field(2000, ge=1, le=100_000)
+    max_generate_chars: int = Field(
+        2000, ge=1, le=100_000, description="most characters one generation may ask for"
+    )
     max_generations: int = Field(
         4, ge=1, description="generations run at once per worker, each in a thread of its own"
     )
@@ -103,8 +106,11 @@ class Settings(BaseSettings):
         description="when set, the model repository routes (/v2/repository/...) take it as a "
         "Bearer token; unset, they answer 403",
     )
-    cors_origins: list[str] = Field(default_factory=list)
-    docs_enabled: bool = True
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='browser origins allowed to call the API, as JSON: ["https://a.example"]',
+    )
+    docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
     memory_trim_s: float = Field(
         30.0, ge=0, description="seconds between returns of freed heap memory to the OS; 0: never"
     )
@@ -123,5 +129,14 @@ class Settings(BaseSettings):
     graceful_shutdown_s: int | None = Field(
         None, ge=0, description="on SIGTERM, seconds left to requests in flight (default: no limit)"
     )
-    log_format: Literal["text", "json"] = "text"
-    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per line"
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+
+@functools.cache
+def from_environment() -> Settings:
+    """This process's settings, read from the environment once: the launcher, the connection
+    guard and the app of a worker process all take them from here."""
+    return Settings()

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from app.services.digits import DigitService, Limits
+from app.services.digits import DigitNet, Limits, Pipeline
 from models.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,11 +38,8 @@ def table(uploads: Path) -> list[str]:
     """Markdown rows: per class, the median ms of each stage for one upload."""
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    service = DigitService(
-        load_checkpoint(ROOT / "weights" / "digit-resnet"),
-        torch.device("cpu"),
-        Limits(max_pixels=50_000_000, max_decoded_bytes=200 * 1024 * 1024),
-    )
+    service = DigitNet(load_checkpoint(ROOT / "weights" / "digit-resnet"), torch.device("cpu"))
+    pipeline = Pipeline(Limits(max_pixels=50_000_000, max_decoded_bytes=200 * 1024 * 1024))
     rows = [
         "| uploads | files | decode ms | preprocess ms | model ms | sum ms |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -55,9 +52,9 @@ def table(uploads: Path) -> list[str]:
         datas = [f.read_bytes() for f in files]
         decode, prepare = [], []
         for data in datas:
-            decode.append(_median_ms(lambda d=data: service.decode(service.open(d))))
-            grey = service.decode(service.open(data))
-            prepare.append(_median_ms(lambda g=grey: service.preprocess(g)))
+            decode.append(_median_ms(lambda d=data: pipeline.decode(pipeline.open(d))))
+            grey = pipeline.decode(pipeline.open(data))
+            prepare.append(_median_ms(lambda g=grey: pipeline.preprocess(g)))
         d, p = statistics.median(decode), statistics.median(prepare)
         rows.append(
             f"| {folder.name} | {len(files)} | {d:.3f} | {p:.3f} | {model:.3f} "

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from fastapi import Request
 
-from app.services.digits import DigitService, Limits
+from app.services.digits import DigitNet, Limits, Pipeline
 from models.checkpoint import load_checkpoint
 
 
@@ -18,15 +18,12 @@ class DigitAPI(ls.LitAPI):  # type: ignore[misc]
         # The service's own digit service decodes, prepares and runs the model (folded where
         # the service folds it), so that the comparison is of the serving.
         model = os.environ.get("BENCH_MODEL", "digit-resnet")
-        self.service = DigitService(
-            load_checkpoint(Path("weights") / model),
-            torch.device("cpu"),
-            Limits(max_pixels=50_000_000, max_decoded_bytes=200 * 1024 * 1024),
-        )
+        self.service = DigitNet(load_checkpoint(Path("weights") / model), torch.device("cpu"))
+        self.pipeline = Pipeline(Limits(max_pixels=50_000_000, max_decoded_bytes=200 * 1024**2))
 
     def decode_request(self, request: Request) -> np.ndarray:
         data = request["file"].file.read()  # LitServe hands over the parsed form
-        return self.service.prepare(self.service.open(data))
+        return self.pipeline.prepare(self.pipeline.open(data))
 
     def batch(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return inputs

@@ -4,10 +4,10 @@ For each digit checkpoint: the MNIST test digits posted as PNGs and as 200 px JP
 white, ``bench.corpus``'s ``jpeg``), the realistic suite
 (``bench.corpus``) and uploads that are not digits (``bench.nondigits``), each through the
 service's open, decode, preprocess and calibrated ``predict_batch``, then its abstention rule
-(``DigitService.doubt``). Reported: accuracy (an upload refused counts as wrong), expected
+(``app.services.digits.doubt``). Reported: accuracy (an upload refused counts as wrong), expected
 calibration error (15 bins on the top probability, answered uploads), how many are refused,
 and how many non-digits are answered as a digit with probability >= 0.9. For name-gru: accuracy,
-balanced accuracy and calibration error on names_test through ``NameClassifier``. The report is
+balanced accuracy and calibration error on names_test through ``NameNet``. The report is
 Markdown.
 
     python -m bench.trust [--limit N] [--nondigits N] [--weights DIR] [--out FILE]
@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 
 from app.errors import NoDigitFound
-from app.services.digits import DigitService, Limits
-from app.services.names import NameClassifier
+from app.services.digits import DigitNet, Limits, Pipeline
+from app.services.names import NameNet
 from bench import corpus, nondigits
 from models.checkpoint import load_checkpoint
 from models.text import normalize_name
@@ -35,7 +35,7 @@ from training.calibration import expected_calibration_error
 from training.data import default_data_dir, load_mnist, load_names
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-LIMITS = Limits(max_pixels=50_000_000, max_decoded_bytes=1 << 30)
+PIPELINE = Pipeline(Limits(max_pixels=50_000_000, max_decoded_bytes=1 << 30))
 CONFIDENT = 0.9
 KINDS = ("scan-thick", "scan-crop", "canvas", "photo", "old-scan", "old-canvas-dark", "old-tiny")
 
@@ -46,12 +46,12 @@ def png(digit: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def prepared(service: DigitService, uploads: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+def prepared(pipeline: Pipeline, uploads: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """The 28 x 28 inputs of the uploads, and which ones the preprocessing refused."""
     inputs, refused = [], []
     for data in uploads:
         try:
-            inputs.append(service.prepare(service.open(data)))
+            inputs.append(pipeline.prepare(pipeline.open(data)))
             refused.append(False)
         except NoDigitFound:
             inputs.append(np.zeros((28, 28), np.float32))
@@ -59,7 +59,7 @@ def prepared(service: DigitService, uploads: Sequence[bytes]) -> tuple[np.ndarra
     return np.stack(inputs), np.array(refused)
 
 
-def answers(service: DigitService, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def answers(service: DigitNet, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated probabilities (N x 10) and whether the net abstains, in batches of 256."""
     probs: list[list[float]] = []
     abstain: list[bool] = []
@@ -102,13 +102,11 @@ def digits_report(weights: Path, limit: int, n_nondigits: int) -> list[str]:
     jpegs = corpus.build("jpeg", limit)
     odd = nondigits.build(n_nondigits)
     for path in sorted(weights.glob("digit-*")):
-        service = DigitService(
-            load_checkpoint(path, torch.device("cpu")), torch.device("cpu"), LIMITS
-        )
-        x, pre = prepared(service, mnist_uploads)
+        service = DigitNet(load_checkpoint(path, torch.device("cpu")), torch.device("cpu"))
+        x, pre = prepared(PIPELINE, mnist_uploads)
         probs, doubt = answers(service, x)
         lines.append(digit_row(service.name, "MNIST test PNGs", probs, mnist_labels, pre | doubt))
-        x, pre = prepared(service, [s.data for s in jpegs])
+        x, pre = prepared(PIPELINE, [s.data for s in jpegs])
         probs, doubt = answers(service, x)
         labels = np.array([s.label for s in jpegs])
         lines.append(
@@ -116,7 +114,7 @@ def digits_report(weights: Path, limit: int, n_nondigits: int) -> list[str]:
         )
         suite_right = []
         for kind, samples in suite.items():
-            x, pre = prepared(service, [s.data for s in samples])
+            x, pre = prepared(PIPELINE, [s.data for s in samples])
             probs, doubt = answers(service, x)
             labels = np.array([s.label for s in samples])
             lines.append(digit_row(service.name, kind, probs, labels, pre | doubt))
@@ -125,7 +123,7 @@ def digits_report(weights: Path, limit: int, n_nondigits: int) -> list[str]:
             f"| {service.name} | realistic suite, mean of kinds | "
             f"| {np.mean(suite_right):.2%} | | |"
         )
-        x, pre = prepared(service, [s.data for s in odd])
+        x, pre = prepared(PIPELINE, [s.data for s in odd])
         probs, doubt = answers(service, x)
         confident = ~pre & ~doubt & (probs.max(1) >= CONFIDENT)
         kinds = Counter(s.content for s, c in zip(odd, confident, strict=True) if c)
@@ -139,7 +137,7 @@ def digits_report(weights: Path, limit: int, n_nondigits: int) -> list[str]:
 
 def names_report(weights: Path) -> list[str]:
     checkpoint = load_checkpoint(weights / "name-gru", torch.device("cpu"))
-    classifier = NameClassifier(checkpoint, torch.device("cpu"))
+    classifier = NameNet(checkpoint, torch.device("cpu"))
     rows = load_names(default_data_dir(), "test")
     names, countries = [n for n, _ in rows], [c for _, c in rows]
     index = {c: i for i, c in enumerate(classifier.labels)}

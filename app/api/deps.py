@@ -5,22 +5,22 @@ hop per dependency per request that costs more than the check itself.
 """
 
 import secrets
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.batching import Gone
 from app.errors import Forbidden, NotReady, Unauthorized, UnsupportedMediaType
-from app.middleware import disconnect_probe
-from app.runtime import Runtime
+from app.registry import ModelRegistry
+from app.services import Services
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The loaded runtime; 503 until every model is loaded and warmed."""
-    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
-    if runtime is None or not runtime.ready:
+def get_services(request: Request) -> Services:
+    """The services of the loaded models; 503 until every model is loaded and warmed."""
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None or not services.ready:
         raise NotReady("models are still loading; retry shortly", headers={"Retry-After": "1"})
-    return runtime
+    return services
 
 
 async def require_json(request: Request) -> None:
@@ -60,17 +60,23 @@ async def require_api_key(request: Request) -> None:
         )
 
 
-def client_gone(request: Request) -> Callable[[], bool] | None:
-    """A probe of whether the request's client has disconnected (``disconnect_probe``); None
-    under servers other than uvicorn, whose inputs are run even if nobody waits."""
-    return disconnect_probe(request.receive)
+async def _services(request: Request) -> Services:
+    return get_services(request)
 
 
-async def _runtime(request: Request) -> Runtime:
-    return get_runtime(request)
+async def _gone(request: Request) -> Gone:
+    return request.is_disconnected
 
 
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+async def _registry(request: Request) -> ModelRegistry:
+    return get_services(request).registry
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
+GoneDep = Annotated[Gone, Depends(_gone)]
+"""Whether the request's client has disconnected (ASGI's ``http.disconnect``), asked by the
+services before they spend work on it."""
 
 
 async def require_admin_key(request: Request) -> None:

@@ -1,6 +1,7 @@
-"""The served models as the Open Inference Protocol sees them: each model's tensors, and
-``infer``, which runs a parsed request through the same services and batchers as the typed
-routes (``/digit``, ``/classify-name``, ``/char-rnn/...``).
+"""The served models as the Open Inference Protocol sees them: a codec between each model's
+tensors and the calls of its family's service, the same calls the typed routes make
+(``/digit``, ``/classify-name``, ``/char-rnn/...``). It decides nothing else: limits, refusals,
+deadlines and lifecycle are the services'.
 
 Tensors by family:
 
@@ -13,59 +14,44 @@ Tensors by family:
   ``temperature``, ``top_k``, ``seed``; out ``text`` BYTES [-1].
 """
 
-import asyncio
 import base64
 import binascii
-from collections.abc import Callable
 from typing import Any, Final, TypeGuard
 
-import anyio.to_thread
 import numpy as np
 
-from app.errors import BadRequest, InvalidInput, ModelUnavailable, NotFound, ServiceError
-from app.runtime import Runtime
+from app.api.tensors import Encoded, InferCall, Output, Tensor, encode_response, parse_request
+from app.batching import Gone
+from app.errors import BadRequest, InvalidInput, NotFound, ServiceError
 from app.schemas_v2 import ModelMetadata, TensorMetadata
-from app.services.char_rnn import CharModel
+from app.services import Services
+from app.services.char_rnn import CharModel, GenerateOptions
 from app.services.common import Answer
-from app.services.digits import DigitService
-from app.services.names import fold_name
-from app.services.protocol import (
-    Encoded,
-    InferCall,
-    Output,
-    Tensor,
-    encode_response,
-    parse_request,
-)
+from app.services.digits import DigitNet
 
 PLATFORM: Final = "pytorch"
 FIELD: Final = 28
 MAX_SEED: Final = 2**63 - 1
-Gone = Callable[[], bool] | None
+_TRANSDUCERS: Final = frozenset({"char-rnn-hello"})
+"""Character models that map each input character to an output one; the others generate."""
 
 
-def served_version(runtime: Runtime, name: str, version: str | None) -> str:
+def served_version(services: Services, name: str, version: str | None) -> str:
     """The version ``name`` serves; 404 for an unknown model or a version it does not serve,
     503 for a model in the repository that is not loaded."""
-    if name not in runtime.registry.models:
-        if name in runtime.registry.on_disk():
-            raise ModelUnavailable(f"model {name!r} is not loaded; load it through the repository")
-        raise NotFound(
-            f"no model named {name!r}; served: {', '.join(sorted(runtime.registry.models))}"
-        )
-    served = runtime.registry.versions[name]
+    served = services.registry.get(name).version
     if version is not None and version != served:
         raise NotFound(f"{name} serves version {served}, not {version!r}")
     return served
 
 
-def metadata(runtime: Runtime, name: str, version: str | None) -> ModelMetadata:
+def metadata(services: Services, name: str, version: str | None) -> ModelMetadata:
     """A served model's tensors: names, datatypes and shapes (-1: any size)."""
-    served = served_version(runtime, name, version)
-    services = runtime.services()
-    service = services[name]
-    if isinstance(service, DigitService):
-        width = len(service.labels)
+    served = services.registry.get(name)
+    if version is not None and version != served.version:
+        raise NotFound(f"{name} serves version {served.version}, not {version!r}")
+    runner = served.runner
+    if isinstance(runner, DigitNet):
         inputs = [
             TensorMetadata(
                 name="image", datatype="BYTES", shape=[-1], description="encoded images"
@@ -74,48 +60,68 @@ def metadata(runtime: Runtime, name: str, version: str | None) -> ModelMetadata:
                 name="pixels", datatype="FP32", shape=[-1, FIELD, FIELD], description="MNIST form"
             ),
         ]
-        outputs = [TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, width])]
-    elif isinstance(service, CharModel):
+        outputs = [
+            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, len(runner.labels)])
+        ]
+    elif isinstance(runner, CharModel):
         source, target = ("text", "output") if name in _TRANSDUCERS else ("prompt", "text")
         inputs = [TensorMetadata(name=source, datatype="BYTES", shape=[-1])]
         outputs = [TensorMetadata(name=target, datatype="BYTES", shape=[-1])]
     else:
         inputs = [TensorMetadata(name="name", datatype="BYTES", shape=[-1])]
         outputs = [
-            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, len(service.labels)])
+            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, len(runner.labels)])
         ]
     return ModelMetadata(
-        name=name, versions=[served], platform=PLATFORM, inputs=inputs, outputs=outputs
+        name=name, versions=[served.version], platform=PLATFORM, inputs=inputs, outputs=outputs
     )
 
 
 async def infer(
-    runtime: Runtime,
+    services: Services,
     name: str,
     version: str | None,
     body: bytes,
     header_length: int | None,
-    gone: Gone,
+    gone: Gone | None,
 ) -> Encoded:
     """Parse a request, run it through the model's service, encode the outputs asked for."""
-    served_version(runtime, name, version)
+    runner = services.registry.get(name).runner
+    served_version(services, name, version)
     call = parse_request(body, header_length)
-    service = runtime.services()[name]
-    if isinstance(service, DigitService):
-        answers = await _digits(service, _one_input(call, name, ("image", "pixels")), gone)
-    elif isinstance(service, CharModel):
-        return await _chars(runtime, service, call, name)
+    if isinstance(runner, CharModel):
+        if name in _TRANSDUCERS:
+            texts = _texts(_one_input(call, name, ("text",)))
+            steps = await services.chars.transduce(name, texts)
+            outputs = ["".join(s.output for s in row).encode() for row in steps]
+            return encode_response(
+                name, runner.version, call, {"output": Output("output", outputs)}
+            )
+        prompts = _texts(_one_input(call, name, ("prompt",)))
+        texts = await services.chars.generate(name, prompts, _generation(call.parameters), gone)
+        generated = [t.encode() for t in texts]
+        return encode_response(name, runner.version, call, {"text": Output("text", generated)})
+    if isinstance(runner, DigitNet):
+        answers = await _digits(services, name, _one_input(call, name, ("image", "pixels")), gone)
     else:
-        answers = await _names(runtime, name, _one_input(call, name, ("name",)), gone)
+        tensor = _one_input(call, name, ("name",))
+        try:
+            items = services.names.fold(_texts(tensor))
+        except InvalidInput as exc:  # each unusable name, by its element of the tensor
+            if not exc.errors:
+                raise
+            shown = [f"{tensor.name}[{e['loc'][-1]}]: {e['msg']}" for e in exc.errors[:3]]
+            more = f" (and {len(exc.errors) - 3} more)" if len(exc.errors) > 3 else ""
+            raise InvalidInput("; ".join(shown) + more) from None
+        answers = await services.names.answers(items, gone, name)
     probs = np.asarray([a.probs for a in answers], dtype=np.float32)  # B x C
-    outputs = {"probabilities": Output("probabilities", probs, service.labels)}
-    return encode_response(name, _version_of(answers), call, outputs)
+    scores = {"probabilities": Output("probabilities", probs, answers[0].labels)}
+    return encode_response(name, _version_of(answers), call, scores)
 
 
 def _version_of(answers: list[Answer]) -> str:
-    """The version that answered; a request split across a swap names both, oldest first."""
-    versions = sorted({a.version for a in answers}, key=int)
-    return ",".join(versions)
+    """The version that answered (every input of a request goes to the same one)."""
+    return answers[0].version
 
 
 def _one_input(call: InferCall, model: str, names: tuple[str, ...]) -> Tensor:
@@ -125,27 +131,21 @@ def _one_input(call: InferCall, model: str, names: tuple[str, ...]) -> Tensor:
     return call.inputs[0]
 
 
-def _element_error(exc: ServiceError, tensor: Tensor, index: int) -> ServiceError:
-    return type(exc)(f"{tensor.name}[{index}]: {exc.detail}", headers=exc.headers)
-
-
-async def _digits(service: DigitService, tensor: Tensor, gone: Gone) -> list[Answer]:
+async def _digits(services: Services, name: str, tensor: Tensor, gone: Gone | None) -> list[Answer]:
     if isinstance(tensor.values, np.ndarray):
-        pixels = tensor.values
-        if pixels.ndim != 3 or pixels.shape[1:] != (FIELD, FIELD):
-            raise BadRequest(f"{tensor.name}: FP32 shape must be [N, 28, 28], not {tensor.shape}")
-        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
-            raise BadRequest(f"{tensor.name}: MNIST-form pixels lie in 0..1 (ink 1)")
-        images = list(np.ascontiguousarray(pixels))
+        try:
+            images = services.digits.check_pixels(tensor.values)
+        except ServiceError as exc:
+            raise type(exc)(f"{tensor.name}: {exc.detail}") from None
     else:
         images = []
         for i, blob in enumerate(tensor.values):
             try:
                 data = _unbase64(blob) if tensor.from_json else blob
-                images.append(await service.prepare_upload(data))
+                images.append(await services.digits.prepare_upload(data))
             except ServiceError as exc:
-                raise _element_error(exc, tensor, i) from None
-    return list(await asyncio.gather(*(service.predict(image, gone) for image in images)))
+                raise type(exc)(f"{tensor.name}[{i}]: {exc.detail}", headers=exc.headers) from None
+    return await services.digits.answers(name, images, gone)
 
 
 def _unbase64(text: bytes) -> bytes:
@@ -167,54 +167,22 @@ def _texts(tensor: Tensor) -> list[str]:
         raise BadRequest(f"input {tensor.name!r}: elements must be UTF-8 text") from None
 
 
-async def _names(runtime: Runtime, name: str, tensor: Tensor, gone: Gone) -> list[Answer]:
-    items = []
-    for i, text in enumerate(_texts(tensor)):
-        try:
-            items.append(fold_name(text))
-        except ServiceError as exc:
-            raise _element_error(exc, tensor, i) from None
-    batcher = runtime.batcher(name)
-    return list(await asyncio.gather(*(batcher.submit(it.normalized, gone) for it in items)))
-
-
-_TRANSDUCERS: Final = frozenset({"char-rnn-hello"})
-"""Character models that map each input character to an output one; the others generate."""
-
-
-async def _chars(runtime: Runtime, model: CharModel, call: InferCall, name: str) -> Encoded:
-    version = runtime.registry.versions[name]
-    if name in _TRANSDUCERS:
-        transduced: list[bytes] = []
-        for text in _texts(_one_input(call, name, ("text",))):
-            steps = await anyio.to_thread.run_sync(model.transduce, text)
-            transduced.append("".join(s.output for s in steps).encode())
-        return encode_response(name, version, call, {"output": Output("output", transduced)})
-    options = _generation(call.parameters, runtime.settings.max_generate_chars)
-    generated: list[bytes] = []
-    for prompt in _texts(_one_input(call, name, ("prompt",))):
-        model.encode(prompt, "prompt")
-        chunks = model.generate(prompt, **options)
-        generated.append((await anyio.to_thread.run_sync("".join, chunks)).encode())
-    return encode_response(name, version, call, {"text": Output("text", generated)})
-
-
-def _generation(parameters: dict[str, Any], cap: int) -> dict[str, Any]:
-    """``max_chars``, ``temperature``, ``top_k`` and ``seed`` from the request parameters."""
-    max_chars = parameters.get("max_chars", 200)
-    temperature = parameters.get("temperature", 0.8)
+def _generation(parameters: dict[str, Any]) -> GenerateOptions:
+    """``max_chars``, ``temperature``, ``top_k`` and ``seed`` from the request parameters, as
+    the types the service takes (the service checks their ranges)."""
+    defaults = GenerateOptions()
+    max_chars = parameters.get("max_chars", defaults.max_chars)
+    temperature = parameters.get("temperature", defaults.temperature)
     top_k = parameters.get("top_k")
     seed = parameters.get("seed")
-    if not (_whole(max_chars) and 1 <= max_chars <= cap):
-        raise InvalidInput(f"max_chars must be a whole number from 1 to {cap}")
+    if not _whole(max_chars):
+        raise InvalidInput("parameter max_chars must be a whole number")
     if not _number(temperature) or not 0 < temperature <= 10:
-        raise InvalidInput("temperature must be a number above 0, at most 10")
+        raise InvalidInput("parameter temperature must be a number above 0, at most 10")
     for key, value in (("top_k", top_k), ("seed", seed)):
         if value is not None and not (_whole(value) and 0 <= value <= MAX_SEED):
-            raise InvalidInput(f"{key} must be a whole number from 0 to {MAX_SEED}")
-    if top_k == 0:
-        raise InvalidInput("top_k must be at least 1")
-    return {"max_chars": max_chars, "temperature": float(temperature), "top_k": top_k, "seed": seed}
+            raise InvalidInput(f"parameter {key} must be a whole number from 0 to {MAX_SEED}")
+    return GenerateOptions(max_chars, float(temperature), top_k, seed)
 
 
 def _whole(value: object) -> TypeGuard[int]:

@@ -6,29 +6,17 @@ the error table gives, which is what Triton and KServe clients read.
 """
 
 from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from app.errors import ServiceError
+from app.errors import BadRequest, ServiceError, error_for
 from app.schemas_v2 import ProtocolError
-
-_DESCRIPTIONS: Final = {
-    400: "Malformed request, or a model version refused",
-    401: "Missing or invalid key",
-    403: "The repository routes are off (no admin key set)",
-    404: "No such model or version",
-    409: "Several worker processes: a load would reach only one",
-    422: "Invalid parameter",
-    429: "Queue full (Retry-After)",
-    503: "Not ready, or the model is not loaded",
-    504: "Timed out",
-}
 
 
 def protocol_error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -38,7 +26,7 @@ def protocol_error(status: int, detail: str, headers: dict[str, str] | None = No
 def protocol_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a ``/v2`` route: each status with the protocol's error body."""
     return {
-        status: {"model": ProtocolError, "description": _DESCRIPTIONS[status]}
+        status: {"model": ProtocolError, "description": error_for(status).title}
         for status in statuses
     }
 
@@ -65,6 +53,38 @@ class ProtocolRoute(APIRoute):
                 return protocol_error(422, "; ".join(parts))
 
         return handle
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def json_body(model: type[Body]) -> Callable[[Request], Coroutine[Any, Any, Body | None]]:
+    """A dependency reading a ``/v2`` request's body as ``model``'s JSON whatever its
+    Content-Type says, as ``infer`` reads its own and as tritonclient sends them (no body:
+    None); a body that is not that JSON is a 400."""
+
+    async def read(request: Request) -> Body | None:
+        raw = await request.body()
+        if not raw.strip():
+            return None
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise BadRequest(f"not a valid request body: {where}: {first['msg']}") from None
+
+    return read
+
+
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body read by ``json_body``."""
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": inline_schema(model)}},
+        }
+    }
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -22,11 +22,10 @@ from app.errors import BadRequest
 from app.schemas_v2 import InferRequest, RequestInput
 
 HEADER_LENGTH: Final = "Inference-Header-Content-Length"
-MAX_ELEMENTS: Final = 256
-"""Elements one request may carry (images, names, texts): each goes through the model's queue."""
+MAX_VALUES: Final = 1 << 24
+"""Values a tensor's shape may claim, whatever the body holds: a bound for decoding only (the
+body limit bounds what can arrive). How many elements a model takes is its service's limit."""
 MAX_RANK: Final = 4
-MAX_PIXELS: Final = MAX_ELEMENTS * 28 * 28
-"""FP32 values one request may carry: as many MNIST-form images."""
 _LENGTH = struct.Struct("<I")
 
 
@@ -138,14 +137,15 @@ def _requested(name: str, parameters: dict[str, Any]) -> Requested:
 
 
 def _count(tensor: RequestInput) -> int:
-    if not 1 <= len(tensor.shape) <= MAX_RANK or any(d < 0 for d in tensor.shape):
+    limit = MAX_VALUES
+    if not 1 <= len(tensor.shape) <= MAX_RANK or any(not 0 <= d <= limit for d in tensor.shape):
+        # the sizes are not shown: a size may have thousands of digits
         raise BadRequest(
-            f"input {tensor.name!r}: shape {tensor.shape} must have 1 to {MAX_RANK} sizes >= 0"
+            f"input {tensor.name!r}: a shape has 1 to {MAX_RANK} sizes from 0 to {limit}"
         )
     count = math.prod(tensor.shape)
-    limit = MAX_ELEMENTS if tensor.datatype == "BYTES" else MAX_PIXELS
     if not 1 <= count <= limit:
-        raise BadRequest(f"input {tensor.name!r}: {count} elements; 1 to {limit} per request")
+        raise BadRequest(f"input {tensor.name!r}: {count} values; 1 to {limit} per tensor")
     return count
 
 
@@ -214,8 +214,12 @@ def _decode_json(tensor: RequestInput) -> Tensor:
     if tensor.datatype == "FP32":
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
             raise BadRequest(f"input {tensor.name!r}: FP32 data must be numbers")
-        with np.errstate(over="ignore"):
-            array = np.asarray(flat, dtype=np.float64).astype(np.float32).reshape(tensor.shape)
+        try:
+            with np.errstate(over="ignore"):
+                array = np.asarray(flat, dtype=np.float64).astype(np.float32)
+        except OverflowError:  # a whole number too large even for float64
+            raise BadRequest(f"input {tensor.name!r}: an FP32 value is out of range") from None
+        array = array.reshape(tensor.shape)
         return Tensor(tensor.name, "FP32", tensor.shape, array, from_json=True)
     raise BadRequest(f"input {tensor.name!r}: {tensor.datatype} tensors are not taken here")
 

@@ -145,6 +145,13 @@ def sample_bytes(image: Image.Image, fmt: str, data: bytes) -> int:
     return max(depth, 1)
 
 
+def guard_decompression(max_pixels: int) -> None:
+    """Set Pillow's decompression-bomb guard, once for the process, to the service's pixel
+    limit: Pillow warns above it and refuses twice it. ``open_upload`` checks the same limit
+    itself, with a clearer message, before any pixel is decoded."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
 def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Upload:
     """Identify an upload and read its header (400, 413, 415); no pixel is decoded."""
     if not data:
@@ -155,7 +162,6 @@ def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Uplo
         if kind is None:
             raise UndecodableImage(f"the data is not a recognisable image; send {ACCEPTED}")
         raise UnsupportedMediaType(f"the upload is {kind}; send a {ACCEPTED} image")
-    Image.MAX_IMAGE_PIXELS = None  # the limits below apply instead, with a clear message
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as image:
             info = image.info
@@ -169,6 +175,12 @@ def open_upload(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> Uplo
                 transparent="transparency" in info or "A" in image.getbands(),
                 sample_bytes=sample_bytes(image, fmt, data),
             )
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own guard (``guard_decompression``), met before the check below
+        raise PayloadTooLarge(
+            f"image is over the limit of {max_pixels:,} pixels (Pillow's decompression-bomb "
+            "guard refused it from its header)"
+        ) from None
     except Exception as exc:  # Pillow's header parsers fail in many ways on malformed data
         raise UndecodableImage(f"the data looks like {fmt} but cannot be read: {exc}") from None
     pixels = upload.width * upload.height

@@ -1,16 +1,18 @@
-"""Digit uploads -> MNIST form -> a batched CNN -> ranked digits.
+"""Digit uploads -> MNIST form -> a batched CNN -> ranked digits: the one door to the digit nets.
 
-One ``DigitService`` per digit checkpoint, in the shape LitServe gives a server: ``open`` (the
-upload's header, checked against the limits), ``decode`` (-> greyscale pixels), ``preprocess``
-(-> the 28 x 28 MNIST form), ``predict_batch`` (a batch of those -> probabilities, run by the
-batcher) and ``encode`` (-> the response). The typed route and any other front door call
-``classify``, which runs them in order.
+``DigitNet`` serves one loaded version (the net, folded where it can be, and its batching
+queue). ``DigitService`` is what every door calls (``POST /digit``, ``/digit/explain``, ``/v2``):
+it owns the upload limits, the steps ``open`` (the header, checked against the limits) ->
+``decode`` (-> greyscale pixels) -> ``preprocess`` (-> the 28 x 28 MNIST form), the hand-over to
+the version served now, abstention and the encoding of the answer.
 """
 
+import asyncio
 import base64
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -18,12 +20,17 @@ import cv2
 import numpy as np
 import torch
 
-from app.batching import Batcher
-from app.errors import ModelUnavailable, NoDigitFound
+from app.batching import Gone
+from app.errors import ClientClosedRequest, InvalidInput, NoDigitFound, QueueFull
 from app.preprocessing import digits, uploads
+from app.registry import ModelRegistry
 from app.schemas import DigitResponse
+from app.schemas_explain import DigitExplanation
 from app.services.attribution import Attribution, integrated_gradients
-from app.services.common import Answer, top_predictions
+from app.services.common import Answer, BatchedRunner, Batching, top_predictions
+from app.services.explanations import Explanations, best, rounded
+from app.services.heatmap import overlay_png
+from app.services.limits import MAX_IMAGES
 from models import InceptionNet
 from models.checkpoint import Checkpoint
 from models.inception_fold import FoldError, fold_inception
@@ -34,6 +41,7 @@ INLINE_PIXELS = 256 * 256
 """Uploads of up to this many pixels are decoded and prepared on the event loop: about
 0.1-0.4 ms, less than handing them to a worker thread and back. Larger ones (photos) go to
 a thread, so that the loop keeps serving while they decode."""
+FIELD = digits.FIELD
 
 
 @dataclass(frozen=True)
@@ -53,46 +61,12 @@ def to_png(array: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-class DigitService:
-    """Batched inference over one digit checkpoint, normalised as its card says."""
+@dataclass(frozen=True)
+class Pipeline:
+    """An upload's way to MNIST's form, within the limits: ``open`` -> ``decode`` ->
+    ``preprocess``."""
 
-    def __init__(
-        self,
-        checkpoint: Checkpoint,
-        device: torch.device,
-        limits: Limits,
-        *,
-        fold: bool = True,
-    ) -> None:
-        self.checkpoint = checkpoint
-        self.name = checkpoint.name
-        self.device = device
-        self.limits = limits
-        self.net: torch.nn.Module = checkpoint.model
-        """What runs: the checkpoint's net, or its exact fold (``models.inception_fold``)."""
-        if fold and isinstance(checkpoint.model, InceptionNet):
-            probe = torch.randn(8, 1, digits.FIELD, digits.FIELD, device=device)
-            try:
-                self.net = fold_inception(checkpoint.model, probe)
-            except FoldError as exc:
-                logger.warning("%s served layer by layer: %s", self.name, exc)
-        pre = checkpoint.card["preprocessing"]
-        self.mean, self.std = float(pre["mean"]), float(pre["std"])
-        self.labels: list[str] = list(checkpoint.card["labels"])
-        self.calibration = checkpoint.calibration
-        abstention = checkpoint.card.get("abstention") or {}
-        self.abstain_below: float | None = abstention.get("threshold")
-        """Softmax top probabilities (before calibration) under this mean "not a digit"."""
-        self.batcher: Batcher[np.ndarray, Answer] | None = None
-        self.cpu_limiter: anyio.CapacityLimiter | None = None
-
-    @property
-    def folded(self) -> bool:
-        return self.net is not self.checkpoint.model
-
-    def serving(self) -> dict[str, object]:
-        """How this server computes the net, for its model card."""
-        return {"folded": self.folded}
+    limits: Limits
 
     def open(self, data: bytes) -> uploads.Upload:
         """Identify the upload and check its header against the limits (400, 413, 415)."""
@@ -113,6 +87,54 @@ class DigitService:
     def prepare(self, upload: uploads.Upload) -> np.ndarray:
         """``decode`` then ``preprocess``."""
         return self.preprocess(self.decode(upload))
+
+    async def prepare_upload(
+        self, data: bytes, cpu_limiter: anyio.CapacityLimiter | None = None
+    ) -> np.ndarray:
+        """``open``, ``decode`` and ``preprocess`` one upload: on the event loop when small,
+        in a worker thread when large."""
+        upload = self.open(data)
+        if upload.width * upload.height <= INLINE_PIXELS:
+            return self.prepare(upload)
+        return await anyio.to_thread.run_sync(self.prepare, upload, limiter=cpu_limiter)
+
+
+class DigitNet(BatchedRunner[np.ndarray]):
+    """One loaded digit checkpoint, normalised as its card says, behind its batching queue."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        device: torch.device,
+        *,
+        version: str = "1",
+        batching: Batching | None = None,
+        fold: bool = True,
+    ) -> None:
+        super().__init__(checkpoint, version, batching or Batching())
+        self.device = device
+        self.net: torch.nn.Module = checkpoint.model
+        """What runs: the checkpoint's net, or its exact fold (``models.inception_fold``)."""
+        if fold and isinstance(checkpoint.model, InceptionNet):
+            probe = torch.randn(8, 1, FIELD, FIELD, device=device)
+            try:
+                self.net = fold_inception(checkpoint.model, probe)
+            except FoldError as exc:
+                logger.warning("%s served layer by layer: %s", self.name, exc)
+        pre = checkpoint.card["preprocessing"]
+        self.mean, self.std = float(pre["mean"]), float(pre["std"])
+        self.calibration = checkpoint.calibration
+        abstention = checkpoint.card.get("abstention") or {}
+        self.abstain_below: float | None = abstention.get("threshold")
+        """Softmax top probabilities (before calibration) under this mean "not a digit"."""
+
+    @property
+    def folded(self) -> bool:
+        return self.net is not self.checkpoint.model
+
+    def serving(self) -> dict[str, Any]:
+        """How this server computes the net, for its model card."""
+        return {"folded": self.folded}
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[float]]:
         """Calibrated class probabilities (the card's calibration) for 28 x 28 arrays in
@@ -146,21 +168,83 @@ class DigitService:
         )
         return replace(attribution, values=attribution.values[0])  # 28 x 28
 
-    def doubt(self, answer: Answer) -> str | None:
-        """Why an answer is not given (the net abstains: the upload does not look like a digit
-        to it), or None."""
-        if not answer.abstain:
-            return None
-        top = max(answer.probs)
-        best = self.labels[answer.probs.index(top)]
-        return (
-            f"no digit found: this does not look like a handwritten digit to {self.name} "
-            f"(its best guess, {best}, is no better than chance: probability {top:.2f}); "
-            "add answer_anyway=true to get its guess"
-        )
+
+def doubt(name: str, answer: Answer) -> str | None:
+    """Why an answer is not given (the net abstains: the upload does not look like a digit
+    to it), or None."""
+    if not answer.abstain:
+        return None
+    top = max(answer.probs)
+    label = answer.labels[answer.probs.index(top)]
+    return (
+        f"no digit found: this does not look like a handwritten digit to {name} "
+        f"(its best guess, {label}, is no better than chance: probability {top:.2f}); "
+        "add answer_anyway=true to get its guess"
+    )
+
+
+class DigitService:
+    """The one door to the digit nets, for every route that reaches them."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        limits: Limits,
+        explanations: Explanations,
+        cpu_limiter: anyio.CapacityLimiter,
+    ) -> None:
+        self.registry = registry
+        self.pipeline = Pipeline(limits)
+        self.explanations = explanations
+        self.cpu_limiter = cpu_limiter
+
+    def net(self, model: str) -> DigitNet:
+        """The version of ``model`` served now (503 when not loaded, 404 when unknown)."""
+        runner = self.registry.get(model).runner
+        if not isinstance(runner, DigitNet):
+            raise InvalidInput(f"{model} is not a digit network")
+        return runner
+
+    def refusal(self, model: str) -> QueueFull | None:
+        """The 429 one more upload for ``model`` would meet in its queue now, or None."""
+        served = self.registry.served.get(model)
+        runner = None if served is None else served.runner
+        return runner.batcher.refusal() if isinstance(runner, DigitNet) else None
+
+    async def prepare_upload(self, data: bytes) -> np.ndarray:
+        """One upload in MNIST's form (400, 413, 415, 422): small ones on the event loop,
+        large ones in a worker thread."""
+        return await self.pipeline.prepare_upload(data, self.cpu_limiter)
+
+    @staticmethod
+    def check_pixels(pixels: np.ndarray) -> list[np.ndarray]:
+        """Images already in MNIST's form (N x 28 x 28, ink 1 in 0..1), one array each (422)."""
+        if pixels.ndim != 3 or pixels.shape[1:] != (FIELD, FIELD):
+            raise InvalidInput(
+                f"MNIST-form pixels have the shape [N, 28, 28], not {list(pixels.shape)}"
+            )
+        if len(pixels) > MAX_IMAGES:
+            raise InvalidInput(f"{len(pixels)} images; at most {MAX_IMAGES} per request")
+        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
+            raise InvalidInput("MNIST-form pixels lie in 0..1 (ink 1)")
+        return list(np.ascontiguousarray(pixels, dtype=np.float32))
+
+    async def answer(self, model: str, image: np.ndarray, gone: Gone | None = None) -> Answer:
+        """One prepared 28 x 28 input through the queue of the version served now."""
+        return await self.net(model).submit(image, gone)
+
+    async def answers(
+        self, model: str, images: Sequence[np.ndarray], gone: Gone | None = None
+    ) -> list[Answer]:
+        """Several prepared inputs, all through the version served when they arrived."""
+        if len(images) > MAX_IMAGES:
+            raise InvalidInput(f"{len(images)} images; at most {MAX_IMAGES} per request")
+        net = self.net(model)
+        return list(await asyncio.gather(*(net.submit(image, gone) for image in images)))
 
     def encode(
         self,
+        model: str,
         answer: Answer,
         top_k: int,
         image: np.ndarray | None = None,
@@ -169,14 +253,14 @@ class DigitService:
     ) -> DigitResponse:
         """Probabilities -> the response: the best digit first, and the input if asked for.
         An answer the net abstains from is a 422, or flagged when ``answer_anyway``."""
-        reason = self.doubt(answer)
+        reason = doubt(model, answer)
         if reason is not None and not answer_anyway:
             raise NoDigitFound(reason)
-        predictions = top_predictions(answer.probs, self.labels, top_k)
+        predictions = top_predictions(answer.probs, answer.labels, top_k)
         return DigitResponse(
             digit=int(predictions[0].label),
             probability=predictions[0].probability,
-            model=self.name,
+            model=model,
             version=answer.version,
             predictions=predictions,
             image=None
@@ -186,32 +270,56 @@ class DigitService:
             reason=reason,
         )
 
-    async def prepare_upload(self, data: bytes) -> np.ndarray:
-        """``open``, ``decode`` and ``preprocess`` one upload: on the event loop when small,
-        in a worker thread when large."""
-        upload = self.open(data)
-        if upload.width * upload.height <= INLINE_PIXELS:
-            return self.prepare(upload)
-        return await anyio.to_thread.run_sync(self.prepare, upload, limiter=self.cpu_limiter)
-
-    async def predict(self, image: np.ndarray, gone: Callable[[], bool] | None = None) -> Answer:
-        """One prepared 28 x 28 input through the batcher, run by the version served now."""
-        if self.batcher is None:
-            raise ModelUnavailable(f"model {self.name!r} is not started on this server")
-        return await self.batcher.submit(image, gone)
-
     async def classify(
         self,
+        model: str,
         data: bytes,
         *,
         top_k: int = 3,
         debug: bool = False,
         answer_anyway: bool = False,
-        gone: Callable[[], bool] | None = None,
+        gone: Gone | None = None,
     ) -> DigitResponse:
         """One upload through decode, preprocess, the batcher and encode."""
-        if self.batcher is None:
-            raise ModelUnavailable(f"model {self.name!r} is not started on this server")
+        self.net(model)  # 503 before any decoding when the model is not served
         image = await self.prepare_upload(data)
-        answer = await self.predict(image, gone)
-        return self.encode(answer, top_k, image if debug else None, answer_anyway=answer_anyway)
+        answer = await self.answer(model, image, gone)
+        return self.encode(
+            model, answer, top_k, image if debug else None, answer_anyway=answer_anyway
+        )
+
+    async def explain(
+        self, model: str, data: bytes, *, top_k: int, gone: Gone | None = None
+    ) -> DigitExplanation:
+        """One upload answered as on ``POST /digit``, then its best digit explained pixel by
+        pixel (integrated gradients), with the overlay picture."""
+        self.net(model)
+        async with self.explanations.slot():
+            image = await self.prepare_upload(data)
+            net = self.net(model)  # the version served once admitted; it answers and explains
+            answer = await net.submit(image, gone)
+            plain = self.encode(model, answer, top_k)  # 422 when the net abstains
+            if gone is not None and await gone():
+                raise ClientClosedRequest("the client went away; explanation not computed")
+            steps = self.explanations.steps
+
+            def explain() -> tuple[Attribution, bytes]:
+                attribution = net.attribute(
+                    image, best(answer.probs), steps=steps.digit, batch_size=steps.batch_size
+                )
+                return attribution, overlay_png(image, attribution.values)
+
+            attribution, png = await self.explanations.compute(explain)
+        return DigitExplanation(
+            digit=plain.digit,
+            probability=plain.probability,
+            model=plain.model,
+            version=plain.version,
+            predictions=plain.predictions,
+            input=rounded(image),
+            attributions=rounded(attribution.values),
+            logit=round(attribution.logit, 6),
+            baseline_logit=round(attribution.baseline_logit, 6),
+            delta=round(attribution.delta, 6),
+            overlay="data:image/png;base64," + base64.b64encode(png).decode(),
+        )

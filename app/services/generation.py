@@ -1,10 +1,11 @@
 """Generations: admitted through a bounded gate, each run whole in one thread of its own.
 
 A generation is thousands of model steps that cannot be batched with others', so it is bounded
-as a unit: at most ``limit`` run at once (each in its own thread, where every step enters
-inference mode), ``queue`` more wait, the rest are refused (429). Its chunks reach the event
-loop through a queue. It stops within one step when its client goes, when its reader stops
-reading (a stream whose response was cancelled) or, for a plain request, at the deadline.
+as a unit: at most ``limit`` requests generate at once (each generation in its own thread, where
+every step enters inference mode), ``queue`` more wait, the rest are refused (429). Its chunks
+reach the event loop through a queue. It stops within one step when its client goes (ASGI's
+``http.disconnect``, asked each time a chunk arrives), when its reader stops reading (a stream
+whose response was cancelled) or, for a plain request, at the deadline.
 """
 
 import asyncio
@@ -16,9 +17,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from app.admission import Admission
+from app.batching import Gone
 from app.errors import ClientClosedRequest, DeadlineExceeded
-from app.schemas import GenerateRequest
-from app.services.char_rnn import CharModel
+
+Steps = Callable[[Callable[[], bool]], Iterator[str]]
+"""A generation to run: given its ``stop`` probe, the iterator of its chunks."""
 
 _END, _CUT = object(), object()
 HAND_OVER_S = 0.02
@@ -30,7 +33,7 @@ keep the loop busy with them."""
 class Generation:
     """One generation running in a worker thread; read its text with ``chunks`` or ``text``."""
 
-    def __init__(self, gone: Callable[[], bool] | None) -> None:
+    def __init__(self, gone: Gone | None) -> None:
         self.gone = gone
         self._stop = threading.Event()
         self._loop = asyncio.get_running_loop()
@@ -39,8 +42,8 @@ class Generation:
         """Whether it ended before its last character (stopped, or its client went)."""
 
     def stopped(self) -> bool:
-        """Whether to stop before the next step: told to, or the client has gone."""
-        return self._stop.is_set() or (self.gone is not None and self.gone())
+        """Whether to stop before the next step (asked from the worker thread)."""
+        return self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -77,6 +80,10 @@ class Generation:
             while (item := await self._queue.get()) not in (_END, _CUT):
                 if isinstance(item, Exception):
                     raise item
+                if self.gone is not None and await self.gone():
+                    self.stop()
+                    ended = self.cut = True
+                    return
                 yield str(item)
             ended, self.cut = True, item is _CUT
         finally:
@@ -128,37 +135,46 @@ class Generations:
         )
         self._running: set[Generation] = set()
 
-    async def start(
-        self, model: CharModel, body: GenerateRequest, gone: Callable[[], bool] | None
+    def _launch(
+        self, steps: Steps, gone: Gone | None, done: Callable[[], None] | None = None
     ) -> Generation:
-        """Admit one generation (429, 504) and start it in a thread of its own."""
-        entered = await self.admission.enter()
+        """Run one generation in a thread of the pool; ``done`` when the thread has ended."""
         generation = Generation(gone)
-        steps = model.generate(
-            body.prompt,
-            body.max_chars,
-            body.temperature,
-            body.top_k,
-            body.seed,
-            stop=generation.stopped,
-        )
         self._running.add(generation)
 
         def finished(_: object) -> None:
             self._running.discard(generation)
-            self.admission.leave(entered)
+            if done is not None:
+                done()
 
-        future = asyncio.get_running_loop().run_in_executor(self._pool, generation.run, steps)
+        chunks = steps(generation.stopped)
+        future = asyncio.get_running_loop().run_in_executor(self._pool, generation.run, chunks)
         future.add_done_callback(finished)
         return generation
 
-    async def generate(
-        self, model: CharModel, body: GenerateRequest, gone: Callable[[], bool] | None
-    ) -> str:
-        """A whole generation, within the deadline counted from now (429, 499, 504)."""
+    async def start(self, steps: Steps, gone: Gone | None) -> Generation:
+        """Admit one generation (429, 504) and start it; its slot is held until it ends."""
+        entered = await self.admission.enter()
+        return self._launch(steps, gone, lambda: self.admission.leave(entered))
+
+    async def generate(self, many: list[Steps], gone: Gone | None) -> list[str]:
+        """Whole generations, one after another in one slot, within the deadline counted
+        from now (429, 499, 504)."""
         deadline = asyncio.get_running_loop().time() + self.timeout_s
-        generation = await self.start(model, body, gone)  # waits at most timeout_s
-        return await generation.text(deadline)
+        entered = await self.admission.enter()  # waits at most timeout_s
+        texts: list[str] = []
+        try:
+            for steps in many:
+                ended = asyncio.Event()
+                generation = self._launch(steps, gone, ended.set)
+                try:
+                    texts.append(await generation.text(deadline))
+                finally:
+                    generation.stop()
+                    await ended.wait()  # within a step: the slot is free only once it is
+        finally:
+            self.admission.leave(entered)
+        return texts
 
     def close(self) -> None:
         """At shutdown: stop every generation and let the threads go."""

@@ -5,21 +5,20 @@ import json
 import logging
 from typing import Any
 
-import anyio.to_thread
-
-from app.errors import BadRequest, Conflict, NotFound, VersionRefused
-from app.runtime import Runtime
+from app.errors import BadRequest, Conflict, VersionRefused
 from app.schemas_v2 import LoadResponse, RepositoryModel, UnloadResponse
+from app.services import Services
 from models.checkpoint import CheckpointError
 
 logger = logging.getLogger("app.repository")
 
 
-def index(runtime: Runtime, ready_only: bool) -> list[RepositoryModel]:
+def index(services: Services, ready_only: bool) -> list[RepositoryModel]:
     """Every version on disk, READY where it is the one served."""
     out = []
-    for name, versions in runtime.registry.on_disk().items():
-        served = runtime.registry.versions.get(name)
+    registry = services.registry
+    for name, versions in registry.on_disk().items():
+        served = registry.served[name].version if name in registry.served else None
         for version in versions:
             if version == served:
                 out.append(RepositoryModel(name=name, version=version, state="READY", reason=""))
@@ -55,8 +54,8 @@ def requested_version(parameters: dict[str, Any] | None) -> str | None:
     return str(versions[0])
 
 
-def _single_process(runtime: Runtime) -> None:
-    workers = runtime.settings.workers
+def _single_process(services: Services) -> None:
+    workers = services.settings.workers
     if workers > 1:
         raise Conflict(
             f"this server runs {workers} worker processes, each with its own models; a load or "
@@ -65,42 +64,34 @@ def _single_process(runtime: Runtime) -> None:
         )
 
 
-async def load(runtime: Runtime, name: str, version: str | None) -> LoadResponse:
+async def load(services: Services, name: str, version: str | None) -> LoadResponse:
     """Load a version (default: the newest), verify its card and sha256, warm and check it on
     a probe batch, then swap it in; a version that fails any of this is refused and the served
     one keeps serving."""
-    _single_process(runtime)
-    async with runtime.repository_lock:
-        previous = runtime.registry.versions.get(name)
-        try:
-            chosen, checkpoint = await anyio.to_thread.run_sync(
-                runtime.registry.read, name, version
-            )
-            service = await anyio.to_thread.run_sync(runtime.make_service, checkpoint)
-            await anyio.to_thread.run_sync(runtime.check, service)
-        except (CheckpointError, ValueError) as exc:
-            _count(runtime, name, "refused")
-            keeps = f"; version {previous} keeps serving" if previous else ""
-            logger.warning("%s: refused a version: %s", name, exc)
-            where = f"{runtime.registry.weights_dir}/"
-            raise VersionRefused(f"{str(exc).replace(where, '')}{keeps}") from None
-        runtime.install(name, chosen, checkpoint, service)
-    _count(runtime, name, "loaded")
+    _single_process(services)
+    registry = services.registry
+    previous = registry.served[name].version if name in registry.served else None
+    try:
+        chosen, previous = await registry.load(name, version)
+    except (CheckpointError, ValueError) as exc:
+        _count(services, name, "refused")
+        keeps = f"; version {previous} keeps serving" if previous else ""
+        logger.warning("%s: refused a version: %s", name, exc)
+        where = f"{registry.weights_dir}/"
+        raise VersionRefused(f"{str(exc).replace(where, '')}{keeps}") from None
+    _count(services, name, "loaded")
     logger.info("%s: serving version %s (was %s)", name, chosen, previous)
     return LoadResponse(name=name, version=chosen, previous_version=previous)
 
 
-async def unload(runtime: Runtime, name: str) -> UnloadResponse:
+async def unload(services: Services, name: str) -> UnloadResponse:
     """Stop serving a model; requests already queued are answered first."""
-    _single_process(runtime)
-    async with runtime.repository_lock:
-        if name not in runtime.registry.models:
-            raise NotFound(f"model {name!r} is not loaded")
-        version = await runtime.remove(name)
+    _single_process(services)
+    version = await services.registry.unload(name)
     logger.info("%s: unloaded version %s", name, version)
     return UnloadResponse(name=name, version=version)
 
 
-def _count(runtime: Runtime, name: str, outcome: str) -> None:
-    if runtime.metrics is not None:
-        runtime.metrics.model_loads.labels(name, outcome).inc()
+def _count(services: Services, name: str, outcome: str) -> None:
+    if services.metrics is not None:
+        services.metrics.model_loads.labels(name, outcome).inc()

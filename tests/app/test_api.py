@@ -231,9 +231,10 @@ async def test_models_cards_without_tensors(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     cards = {m["name"]: m for m in response.json()["models"]}
     assert cards["digit-resnet"]["num_parameters"] == 41_514
-    runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
-    assert cards["digit-resnet"]["device"] == str(runtime.registry.device)
-    for name, digit in runtime.digits.items():  # how each digit net is computed, as chosen
+    services = client._transport.app.state.services  # type: ignore[attr-defined]
+    assert cards["digit-resnet"]["device"] == str(services.registry.device)
+    for name in ("digit-resnet", "digit-inception"):  # how each digit net is computed, as chosen
+        digit = services.registry.served[name].runner
         assert cards[name]["folded"] is digit.folded is (name == "digit-inception")
     assert len(response.content) < 200_000
     one = await client.get("/models/name-gru")
@@ -248,13 +249,13 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
 
 
 async def test_concurrent_requests_are_batched(client: httpx.AsyncClient) -> None:
-    app_runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
+    services = client._transport.app.state.services  # type: ignore[attr-defined]
     names = [f"Name{'a' * (i % 7)}" for i in range(48)]
     responses = await asyncio.gather(
         *(client.post("/classify-name", json={"name": n}) for n in names)
     )
     assert all(r.status_code == 200 for r in responses)
-    assert app_runtime.batchers["name-gru"].stats.largest_batch > 1
+    assert services.registry.served["name-gru"].runner.batcher.stats.largest_batch > 1
 
 
 async def test_openapi_documents_routes_errors_and_allowed_models(
@@ -319,7 +320,8 @@ async def test_tiny_temperature_is_greedy_not_a_crash(client: httpx.AsyncClient)
 async def test_a_failing_model_fails_only_its_batch_with_a_500_problem(
     client: httpx.AsyncClient,
 ) -> None:
-    batcher = client._transport.app.state.runtime.batchers["name-gru"]  # type: ignore[attr-defined]
+    services = client._transport.app.state.services  # type: ignore[attr-defined]
+    batcher = services.registry.served["name-gru"].runner.batcher
     working = batcher.predict_batch
 
     def explode(items: Any) -> Any:

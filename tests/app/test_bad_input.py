@@ -147,7 +147,7 @@ async def test_bad_uploads(client: httpx.AsyncClient) -> None:
     assert "text" in assert_problem(await post(b"hello, I am not an image" * 10), 415)["detail"]
     assert_problem(await post(b'<svg xmlns="http://www.w3.org/2000/svg"/>', "x.svg"), 415)
     bomb = assert_problem(await post(_png_header_only(30000, 30000)), 413)
-    assert "30000" in bomb["detail"]
+    assert "over the limit of 50,000,000 pixels" in bomb["detail"]
     assert_problem(await post(_encoded(Image.new("L", (1, 1), 255), "PNG")), 422)
     assert_problem(await post(_encoded(Image.new("L", (10000, 1), 0), "PNG")), 422)
     await still_serving(client)

@@ -2,7 +2,7 @@
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -119,8 +119,15 @@ async def test_input_of_a_client_that_went_away_is_dropped_unrun() -> None:
     first = asyncio.ensure_future(batcher.submit(1))  # taken by the worker, which is held
     await asyncio.sleep(0.05)
     connected = {"left": False, "stayed": False}
-    left = asyncio.ensure_future(batcher.submit(2, lambda: connected["left"]))
-    stayed = asyncio.ensure_future(batcher.submit(3, lambda: connected["stayed"]))
+
+    def probe(client: str) -> Callable[[], Awaitable[bool]]:
+        async def gone() -> bool:  # as Starlette's Request.is_disconnected answers
+            return connected[client]
+
+        return gone
+
+    left = asyncio.ensure_future(batcher.submit(2, probe("left")))
+    stayed = asyncio.ensure_future(batcher.submit(3, probe("stayed")))
     while batcher.depth < 2:
         await asyncio.sleep(0.001)
     connected["left"] = True  # this client hangs up while its input waits in the queue

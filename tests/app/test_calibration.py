@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from app.services.digits import DigitService, Limits
+from app.services.digits import Limits, Pipeline
 from app.settings import Settings
 from models.calibration import Calibration
 from models.checkpoint import CARD_FILE, load_checkpoint, write_card
@@ -53,8 +53,8 @@ def digit_png() -> bytes:
 def expected_digit(weights: Path, blob: bytes) -> tuple[list[float], list[float]]:
     """Calibrated and plain probabilities of digit-resnet for an upload, computed directly."""
     checkpoint = load_checkpoint(weights / "digit-resnet")
-    service = DigitService(checkpoint, torch.device("cpu"), Limits(10**8, 10**9), fold=False)
-    image = service.prepare(service.open(blob))
+    pipeline = Pipeline(Limits(10**8, 10**9))
+    image = pipeline.prepare(pipeline.open(blob))
     x = (torch.from_numpy(image)[None, None] - 0.1307) / 0.3081  # 1 x 1 x 28 x 28
     with torch.inference_mode():
         logits = checkpoint.model(x)

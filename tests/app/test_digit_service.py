@@ -10,11 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from app.services.digits import DigitService, Limits
+from app.services.digits import DigitNet
 from app.settings import Settings
 from models.checkpoint import load_checkpoint
-
-LIMITS = Limits(max_pixels=50_000_000, max_decoded_bytes=200 * 1024 * 1024)
 
 
 def _images(count: int, seed: int = 0) -> list[np.ndarray]:
@@ -32,9 +30,7 @@ def _images(count: int, seed: int = 0) -> list[np.ndarray]:
 def test_an_images_answer_does_not_depend_on_its_batch(
     tiny_weights: Path, name: str, fold: bool
 ) -> None:
-    service = DigitService(
-        load_checkpoint(tiny_weights / name), torch.device("cpu"), LIMITS, fold=fold
-    )
+    service = DigitNet(load_checkpoint(tiny_weights / name), torch.device("cpu"), fold=fold)
     images = _images(48)
     together = np.array(service.predict_batch(images))
     alone = np.array([service.predict_batch([image])[0] for image in images[:6]])

@@ -66,8 +66,8 @@ def test_a_queued_input_whose_client_hung_up_never_reaches_the_model(
     served: tuple[uvicorn.Server, int],
 ) -> None:
     server, port = served
-    runtime = server.config.loaded_app.app.state.runtime  # type: ignore[attr-defined]
-    batcher = runtime.batchers["digit-resnet"]
+    services = server.config.loaded_app.app.state.services  # type: ignore[attr-defined]
+    batcher = services.registry.served["digit-resnet"].runner.batcher
     real_predict = batcher.predict_batch
     entered, release = threading.Event(), threading.Event()
     seen: list[int] = []
@@ -106,31 +106,43 @@ class _SlowSteps:
         return self.model(*args)  # type: ignore[operator]
 
 
-def _generate_request(stream: bool) -> bytes:
-    body = json.dumps({"prompt": "A", "max_chars": 2000, "seed": 1, "stream": stream}).encode()
+V2_GENERATE = "/v2/models/char-rnn-shakespeare/infer"
+
+
+def _generate_request(door: str) -> bytes:
+    """A 2,000-character generation through the typed route (plain or streamed) or ``/v2``."""
+    path, payload = "/char-rnn/generate", {"prompt": "A", "max_chars": 2000, "seed": 1}
+    if door == "v2":
+        path = V2_GENERATE
+        prompt = {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["A"]}
+        payload = {"inputs": [prompt], "parameters": {"max_chars": 2000, "seed": 1}}
+    else:
+        payload["stream"] = door == "streamed"
+    body = json.dumps(payload).encode()
     head = (
-        "POST /char-rnn/generate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("door", ["plain", "streamed", "v2"])
 def test_a_generation_stops_when_its_client_leaves(
-    served: tuple[uvicorn.Server, int], stream: bool
+    served: tuple[uvicorn.Server, int], door: str
 ) -> None:
     server, port = served
     app = server.config.loaded_app.app  # type: ignore[attr-defined]
-    runtime = app.state.runtime
-    char = runtime.chars["char-rnn-shakespeare"]
+    services = app.state.services
+    char = services.registry.served["char-rnn-shakespeare"].runner
     slow = _SlowSteps(char.model)
     char.model = slow
-    admission = runtime.generations.admission
+    admission = services.generations.admission
     with socket.create_connection(("127.0.0.1", port)) as conn:
-        conn.sendall(_generate_request(stream))
+        conn.sendall(_generate_request(door))
         _wait_for(lambda: slow.steps > 20, "the generation to start")
     _wait_for(lambda: admission.running == 0, "the generation to stop and free its slot")
     assert slow.steps < 1000  # 2,000 steps would have been taken without a stop
-    if not stream:
-        requests = app.state.metrics.requests.labels("POST", "/char-rnn/generate", "499")
+    if door != "streamed":
+        route = "/v2/models/{name}/infer" if door == "v2" else "/char-rnn/generate"
+        requests = app.state.metrics.requests.labels("POST", route, "499")
         _wait_for(lambda: requests._value.get() == 1, "the request to be counted as a 499")

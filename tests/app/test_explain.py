@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.services.names import NameClassifier
+from app.services.names import NameNet
 from app.settings import Settings
 from models.checkpoint import load_checkpoint
 from models.text import encode_name
@@ -127,7 +127,7 @@ async def test_explanations_beyond_their_queue_are_refused_but_answers_are_not(
     one = settings.model_copy(update={"max_explanations": 1, "max_explanation_queue": 0})
     files = {"file": ("one.png", digit_png(), "image/png")}
     async with make_client(one) as client:
-        admission = client._transport.app.state.runtime.explanations.admission
+        admission = client._transport.app.state.services.explanations.admission
         entered = await admission.enter()  # the one slot is taken
         for response in (
             await client.post("/digit/explain", files=files),
@@ -148,7 +148,7 @@ async def test_a_waiting_explanation_is_answered_when_a_slot_frees(
 ) -> None:
     one = settings.model_copy(update={"max_explanations": 1, "max_explanation_queue": 1})
     async with make_client(one) as client:
-        admission = client._transport.app.state.runtime.explanations.admission
+        admission = client._transport.app.state.services.explanations.admission
         entered = await admission.enter()
         task = asyncio.ensure_future(client.post("/classify-name/explain", json={"name": "Smith"}))
         while admission.waiting == 0:
@@ -184,7 +184,7 @@ async def test_openapi_documents_the_explanation_routes(client: httpx.AsyncClien
 def test_answers_stay_right_while_a_name_is_explained(tiny_weights: Path) -> None:
     """Captum hooks the embedding of the net it explains for as long as it integrates: the
     batcher's net, running in another thread meanwhile, must not go through that hook."""
-    classifier = NameClassifier(load_checkpoint(tiny_weights / "name-gru"), torch.device("cpu"))
+    classifier = NameNet(load_checkpoint(tiny_weights / "name-gru"), torch.device("cpu"))
     names = ["Smith", "Nakamura", "O'Neal"]
     expected = classifier.predict_batch(names)
     done = threading.Event()

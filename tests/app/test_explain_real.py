@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.services.digits import DigitService, Limits
-from app.services.names import NameClassifier
+from app.services.digits import DigitNet
+from app.services.names import NameNet
 from app.settings import Settings
 from models.checkpoint import load_checkpoint
 from models.text import encode_name, normalize_name
@@ -39,11 +39,11 @@ def _digits(data_dir: Path, count: int) -> list[np.ndarray]:
     return [test.images[i].numpy().astype(np.float32) / 255 for i in range(count)]
 
 
-def _service(model: str) -> DigitService:
-    return DigitService(load_checkpoint(WEIGHTS / model), CPU, Limits(10**6, 10**8))
+def _service(model: str) -> DigitNet:
+    return DigitNet(load_checkpoint(WEIGHTS / model), CPU)
 
 
-def _explain(service: DigitService, image: np.ndarray) -> tuple[int, np.ndarray, float, float]:
+def _explain(service: DigitNet, image: np.ndarray) -> tuple[int, np.ndarray, float, float]:
     """The best digit, its attributions, and the integral's error relative to what it sums."""
     probs = service.predict_batch([image])[0]
     target = max(range(10), key=probs.__getitem__)
@@ -91,7 +91,7 @@ def test_taking_away_the_most_attributed_ink_costs_the_digit_most(data_dir: Path
 def test_name_integrals_converge_on_the_served_net(data_dir: Path) -> None:
     """The explainer's copy of the GRU (training mode, dropout off) computes the served net's
     logits, and its integrals close at the default steps."""
-    classifier = NameClassifier(load_checkpoint(WEIGHTS / "name-gru"), CPU)
+    classifier = NameNet(load_checkpoint(WEIGHTS / "name-gru"), CPU)
     names = sorted({normalize_name(n) for n, _ in load_names(data_dir, "test")} - {""})
     errors = []
     for name in random.Random(0).sample(names, 40):
@@ -116,7 +116,7 @@ def test_name_integrals_converge_on_the_served_net(data_dir: Path) -> None:
 
 
 def test_the_apostrophe_is_what_makes_o_brien_irish() -> None:
-    classifier = NameClassifier(load_checkpoint(WEIGHTS / "name-gru"), CPU)
+    classifier = NameNet(load_checkpoint(WEIGHTS / "name-gru"), CPU)
     irish = classifier.labels.index("Irish")
     assert max(range(18), key=classifier.predict_batch(["O'Brien"])[0].__getitem__) == irish
     values = classifier.attribute(

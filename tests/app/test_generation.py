@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.batching import _Item
 from app.settings import Settings
 from tests.app.test_api import assert_problem
 
@@ -19,7 +20,7 @@ async def test_generations_beyond_the_queue_are_refused_with_retry_after(
 ) -> None:
     one = settings.model_copy(update={"max_generations": 1, "max_generation_queue": 0})
     async with make_client(one) as client:
-        admission = client._transport.app.state.runtime.generations.admission
+        admission = client._transport.app.state.services.generations.admission
         entered = await admission.enter()  # the one slot is taken
         for stream in (False, True):
             response = await client.post("/char-rnn/generate", json={**BODY, "stream": stream})
@@ -36,7 +37,7 @@ async def test_a_generation_waiting_past_the_deadline_is_a_504(
         update={"max_generations": 1, "max_generation_queue": 4, "request_timeout_s": 0.2}
     )
     async with make_client(short) as client:
-        admission = client._transport.app.state.runtime.generations.admission
+        admission = client._transport.app.state.services.generations.admission
         entered = await admission.enter()
         assert_problem(await client.post("/char-rnn/generate", json=BODY), 504)
         assert admission.waiting == 0
@@ -49,8 +50,8 @@ async def test_a_plain_generation_past_the_deadline_is_a_504_and_stops(
 ) -> None:
     short = settings.model_copy(update={"request_timeout_s": 0.3})
     async with make_client(short) as client:
-        runtime = client._transport.app.state.runtime
-        char = runtime.chars["char-rnn-shakespeare"]
+        services = client._transport.app.state.services
+        char = services.registry.served["char-rnn-shakespeare"].runner
         model, steps = char.model, []
 
         def slow(*args: object) -> object:
@@ -62,34 +63,40 @@ async def test_a_plain_generation_past_the_deadline_is_a_504_and_stops(
         response = await client.post("/char-rnn/generate", json=BODY)
         assert "deadline" in assert_problem(response, 504)["detail"]
         deadline = time.monotonic() + 5
-        while runtime.generations.admission.running and time.monotonic() < deadline:
+        while services.generations.admission.running and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        assert runtime.generations.admission.running == 0
+        assert services.generations.admission.running == 0
         assert len(steps) < 1000
 
 
-async def test_a_full_queue_refuses_at_the_door_before_the_body_is_read(
-    settings: Settings, make_client: Any, caplog: pytest.LogCaptureFixture
+async def test_a_full_queue_answers_429_with_retry_after_on_every_route(
+    settings: Settings, make_client: Any
 ) -> None:
     one = settings.model_copy(
         update={"max_queue": 1, "max_generations": 1, "max_generation_queue": 0}
     )
     async with make_client(one) as client:
-        runtime = client._transport.app.state.runtime
-        batcher = runtime.batchers["name-gru"]
-        await batcher.stop()  # nothing takes from the queue now
-        batcher.queue.put_nowait(object())
-        admission = runtime.generations.admission
+        services = client._transport.app.state.services
+        batcher = services.registry.served["name-gru"].runner.batcher
+        worker = batcher._worker
+        worker.cancel()  # nothing takes from the queue now
+        stuck = _Item("Smith", asyncio.get_running_loop().create_future())
+        batcher.queue.put_nowait(stuck)
+        admission = services.generations.admission
         entered = await admission.enter()
-        not_json = {"content": b"{not even JSON", "headers": {"content-type": "application/json"}}
-        for path in ("/classify-name", "/classify-name/batch", "/char-rnn/generate"):
+        bodies = {
+            "/classify-name": {"name": "Smith"},
+            "/classify-name/batch": {"names": ["Smith"]},
+            "/char-rnn/generate": BODY,
+        }
+        for path, body in bodies.items():
             for _ in range(3):
-                refused = await client.post(path, **not_json)  # a 400 if it were read
+                refused = await client.post(path, json=body)
                 assert_problem(refused, 429)
                 assert int(refused.headers["retry-after"]) >= 1
         metrics = (await client.get("/metrics")).text
         assert 'route="/classify-name",status="429"} 3.0' in metrics
-        refusals = [r for r in caplog.records if r.name == "app.access" and "429" in r.message]
-        assert len(refusals) == 1 and "refusing requests with 429" in refusals[0].message
         admission.leave(entered)
+        batcher.queue.get_nowait()  # what was stuck leaves, answered by nobody
+        stuck.future.cancel()
         assert (await client.post("/char-rnn/generate", json=BODY)).status_code == 200

@@ -334,7 +334,7 @@ def test_huge_declared_size_is_refused_before_decoding() -> None:
     data = _declared_png(30000, 30000)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    with pytest.raises(PayloadTooLarge, match="30000 x 30000"):
+    with pytest.raises(PayloadTooLarge, match="over the limit of"):
         decode_image(data)
     assert time.perf_counter() - start < 0.5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000

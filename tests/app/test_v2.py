@@ -242,7 +242,7 @@ def test_char_models(http: httpx.Client) -> None:
                     }
                 ]
             },
-            400,
+            422,
             "0..1",
         ),
         (

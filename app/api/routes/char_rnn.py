@@ -3,14 +3,13 @@
 import json
 from collections.abc import AsyncIterator
 
-import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import RuntimeDep, client_gone, require_json
+from app.api.deps import GoneDep, ServicesDep, require_json
 from app.api.responses import problems
-from app.errors import InvalidInput
 from app.schemas import GenerateRequest, GenerateResponse, TransduceRequest, TransduceResponse
+from app.services.char_rnn import GenerateOptions
 
 router = APIRouter(prefix="/char-rnn", tags=["char-rnn"], dependencies=[Depends(require_json)])
 
@@ -18,9 +17,9 @@ router = APIRouter(prefix="/char-rnn", tags=["char-rnn"], dependencies=[Depends(
 @router.post(
     "/transduce", response_model=TransduceResponse, responses=problems(400, 413, 415, 422, 503)
 )
-async def transduce(body: TransduceRequest, runtime: RuntimeDep) -> TransduceResponse:
+async def transduce(body: TransduceRequest, services: ServicesDep) -> TransduceResponse:
     """Map each input character to the model's output character ("hello" -> "ohlol")."""
-    steps = await anyio.to_thread.run_sync(runtime.char_model(body.model).transduce, body.text)
+    (steps,) = await services.chars.transduce(body.model, [body.text])
     return TransduceResponse(output="".join(s.output for s in steps), model=body.model, steps=steps)
 
 
@@ -43,19 +42,14 @@ async def transduce(body: TransduceRequest, runtime: RuntimeDep) -> TransduceRes
     },
 )
 async def generate(
-    body: GenerateRequest, request: Request, runtime: RuntimeDep
+    body: GenerateRequest, services: ServicesDep, gone: GoneDep
 ) -> GenerateResponse | StreamingResponse:
     """Continue a prompt character by character; ``stream: true`` sends chunks as they come."""
-    model = runtime.char_model(body.model)
-    cap = runtime.settings.max_generate_chars
-    if body.max_chars > cap:
-        raise InvalidInput(f"max_chars is {body.max_chars}; this server generates at most {cap}")
-    model.encode(body.prompt, "prompt")
-    generations = runtime.generation()
+    options = GenerateOptions(body.max_chars, body.temperature, body.top_k, body.seed)
     if not body.stream:
-        text = await generations.generate(model, body, client_gone(request))
+        (text,) = await services.chars.generate(body.model, [body.prompt], options, gone)
         return GenerateResponse(text=text, model=body.model)
-    generation = await generations.start(model, body, client_gone(request))
+    generation = await services.chars.stream(body.model, body.prompt, options, gone)
 
     async def events() -> AsyncIterator[str]:
         sent = 0

@@ -3,9 +3,9 @@
 import base64
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 
-from app.api.deps import RuntimeDep, client_gone, require_multipart
+from app.api.deps import GoneDep, ServicesDep, require_multipart
 from app.api.responses import problems
 from app.schemas import DigitModel, DigitResponse
 from app.schemas_explain import DigitExplanation
@@ -22,8 +22,8 @@ router = APIRouter(tags=["digits"], form_limits={"max_files": 1, "max_fields": 1
     dependencies=[Depends(require_multipart)],
 )
 async def classify_digit(
-    request: Request,
-    runtime: RuntimeDep,
+    services: ServicesDep,
+    gone: GoneDep,
     file: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF image")],
     model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
@@ -37,10 +37,9 @@ async def classify_digit(
     ] = False,
 ) -> DigitResponse:
     """Read a handwritten digit from a photo, scan or drawing."""
-    service = runtime.digit_service(model)
     data = await file.read()
-    return await service.classify(
-        data, top_k=top_k, debug=debug, answer_anyway=answer_anyway, gone=client_gone(request)
+    return await services.digits.classify(
+        model, data, top_k=top_k, debug=debug, answer_anyway=answer_anyway, gone=gone
     )
 
 
@@ -57,8 +56,8 @@ async def classify_digit(
     dependencies=[Depends(require_multipart)],
 )
 async def explain_digit(
-    request: Request,
-    runtime: RuntimeDep,
+    services: ServicesDep,
+    gone: GoneDep,
     file: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF image")],
     model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
@@ -67,11 +66,8 @@ async def explain_digit(
     ] = "json",
 ) -> DigitExplanation | Response:
     """Read a digit and show which pixels made the model choose it (integrated gradients)."""
-    service = runtime.digit_service(model)
     data = await file.read()
-    explanation = await runtime.explanation().digit(
-        service, data, top_k=top_k, gone=client_gone(request)
-    )
+    explanation = await services.digits.explain(model, data, top_k=top_k, gone=gone)
     if format == "png":
         png = base64.b64decode(explanation.overlay.partition(",")[2])
         return Response(png, media_type="image/png")

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import get_runtime
+from app.api.deps import get_services
 from app.api.responses import problems
 from app.schemas import Liveness, Readiness
 
@@ -19,8 +19,8 @@ async def healthz() -> Liveness:
 @router.get("/readyz", response_model=Readiness, responses=problems(503))
 async def readyz(request: Request) -> Readiness:
     """200 once every model is loaded and warmed, 503 before."""
-    runtime = get_runtime(request)
-    return Readiness(status="ready", models=sorted(runtime.registry.models))
+    services = get_services(request)
+    return Readiness(status="ready", models=sorted(services.registry.served))
 
 
 @router.get(

@@ -3,12 +3,14 @@ and classification extensions) and the model repository extension."""
 
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
-from app.api.deps import RuntimeDep, client_gone
-from app.api.protocol import ProtocolRoute, inline_schema, protocol_errors
+from app.api import open_inference
+from app.api.deps import GoneDep, ServicesDep, get_services
+from app.api.protocol import ProtocolRoute, body_doc, inline_schema, json_body, protocol_errors
 from app.api.responses import problems
-from app.errors import BadRequest, ModelUnavailable
+from app.api.tensors import HEADER_LENGTH
+from app.errors import BadRequest, NotReady, ServiceError
 from app.schemas_v2 import (
     InferRequest,
     InferResponse,
@@ -24,8 +26,7 @@ from app.schemas_v2 import (
     UnloadRequest,
     UnloadResponse,
 )
-from app.services import open_inference, repository
-from app.services.protocol import HEADER_LENGTH
+from app.services import Services, repository
 
 TAGS: Final[list[str | Any]] = ["open inference protocol v2"]
 EXTENSIONS: Final = ["binary_tensor_data", "classification", "model_repository"]
@@ -33,11 +34,9 @@ router = APIRouter(prefix="/v2", tags=TAGS, route_class=ProtocolRoute)
 """Metadata and inference: behind the API key like the typed inference routes."""
 health = APIRouter(prefix="/v2/health", tags=TAGS, route_class=ProtocolRoute)
 """Liveness and readiness: open, like /healthz and /readyz."""
-admin = APIRouter(
-    prefix="/v2/repository", tags=TAGS, route_class=ProtocolRoute, strict_content_type=False
-)
-"""The repository extension: behind the admin key; a body without a Content-Type is JSON, as
-tritonclient sends it."""
+admin = APIRouter(prefix="/v2/repository", tags=TAGS, route_class=ProtocolRoute)
+"""The repository extension: behind the admin key. Like ``infer``, its bodies are JSON whatever
+their Content-Type says (``json_body``), as tritonclient sends them."""
 
 HeaderLength = Annotated[
     int | None,
@@ -80,16 +79,14 @@ async def live() -> Live:
 @health.get("/ready", response_model=Ready, responses=protocol_errors(400))
 async def ready(request: Request) -> Ready:
     """200 once every model is loaded and warmed; 400 (the protocol's "false") before."""
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is None or not runtime.ready:
-        raise BadRequest("models are still loading")
+    _loaded(request)
     return Ready(ready=True)
 
 
 @router.get("/models/{name}", response_model=ModelMetadata, responses=protocol_errors(404, 503))
-async def model_metadata(name: str, runtime: RuntimeDep) -> ModelMetadata:
+async def model_metadata(name: str, services: ServicesDep) -> ModelMetadata:
     """A model's inputs and outputs, and the version served."""
-    return open_inference.metadata(runtime, name, None)
+    return open_inference.metadata(services, name, None)
 
 
 @router.get(
@@ -97,9 +94,9 @@ async def model_metadata(name: str, runtime: RuntimeDep) -> ModelMetadata:
     response_model=ModelMetadata,
     responses=protocol_errors(404, 503),
 )
-async def model_version_metadata(name: str, version: str, runtime: RuntimeDep) -> ModelMetadata:
+async def model_version_metadata(name: str, version: str, services: ServicesDep) -> ModelMetadata:
     """A model's inputs and outputs, if it serves that version."""
-    return open_inference.metadata(runtime, name, version)
+    return open_inference.metadata(services, name, version)
 
 
 @router.get("/models/{name}/ready", response_model=ModelReady, responses=protocol_errors(400, 404))
@@ -118,13 +115,20 @@ async def model_version_ready(name: str, version: str, request: Request) -> Mode
     return _ready(request, name, version)
 
 
-def _ready(request: Request, name: str, version: str | None) -> ModelReady:
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is None or not runtime.ready:
-        raise BadRequest("models are still loading")
+def _loaded(request: Request) -> Services:
+    """The services once ready; the protocol's "not ready" (400) before: the same test as
+    /readyz."""
     try:
-        open_inference.served_version(runtime, name, version)
-    except ModelUnavailable as exc:
+        return get_services(request)
+    except ServiceError as exc:
+        raise BadRequest(exc.detail) from None
+
+
+def _ready(request: Request, name: str, version: str | None) -> ModelReady:
+    services = _loaded(request)
+    try:
+        open_inference.served_version(services, name, version)
+    except NotReady as exc:  # in the repository, not loaded: the protocol's "not ready"
         raise BadRequest(exc.detail) from None
     return ModelReady(name=name, ready=True)
 
@@ -136,11 +140,15 @@ def _ready(request: Request, name: str, version: str | None) -> ModelReady:
     openapi_extra=INFER_DOC,
 )
 async def infer(
-    name: str, request: Request, runtime: RuntimeDep, header_length: HeaderLength = None
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    gone: GoneDep,
+    header_length: HeaderLength = None,
 ) -> Response:
     """Run the model on the request's tensors; binary and classification extensions."""
     body = await request.body()
-    out = await open_inference.infer(runtime, name, None, body, header_length, client_gone(request))
+    out = await open_inference.infer(services, name, None, body, header_length, gone)
     return Response(out.body, media_type=out.media_type, headers=out.headers)
 
 
@@ -154,44 +162,56 @@ async def infer_version(
     name: str,
     version: str,
     request: Request,
-    runtime: RuntimeDep,
+    services: ServicesDep,
+    gone: GoneDep,
     header_length: HeaderLength = None,
 ) -> Response:
     """Run the model, if it serves that version, on the request's tensors."""
     body = await request.body()
-    gone = client_gone(request)
-    out = await open_inference.infer(runtime, name, version, body, header_length, gone)
+    out = await open_inference.infer(services, name, version, body, header_length, gone)
     return Response(out.body, media_type=out.media_type, headers=out.headers)
 
 
-@admin.post("/index", response_model=list[RepositoryModel], responses=protocol_errors(400, 503))
+@admin.post(
+    "/index",
+    response_model=list[RepositoryModel],
+    responses=protocol_errors(400, 503),
+    openapi_extra=body_doc(RepositoryIndexRequest),
+)
 async def repository_index(
-    runtime: RuntimeDep, body: Annotated[RepositoryIndexRequest | None, Body()] = None
+    services: ServicesDep,
+    body: Annotated[RepositoryIndexRequest | None, Depends(json_body(RepositoryIndexRequest))],
 ) -> list[RepositoryModel]:
     """Every model version on disk; READY where it is the one served."""
-    return repository.index(runtime, body.ready if body else False)
+    return repository.index(services, body.ready if body else False)
 
 
 @admin.post(
     "/models/{name}/load",
     response_model=LoadResponse,
     responses=protocol_errors(400, 404, 409, 503),
+    openapi_extra=body_doc(LoadRequest),
 )
 async def load_model(
-    name: str, runtime: RuntimeDep, body: Annotated[LoadRequest | None, Body()] = None
+    name: str,
+    services: ServicesDep,
+    body: Annotated[LoadRequest | None, Depends(json_body(LoadRequest))],
 ) -> LoadResponse:
     """Serve a version (default: the newest): verified, warmed, checked, then swapped in."""
     version = repository.requested_version(body.parameters if body else None)
-    return await repository.load(runtime, name, version)
+    return await repository.load(services, name, version)
 
 
 @admin.post(
     "/models/{name}/unload",
     response_model=UnloadResponse,
     responses=protocol_errors(400, 404, 409, 503),
+    openapi_extra=body_doc(UnloadRequest),
 )
 async def unload_model(
-    name: str, runtime: RuntimeDep, body: Annotated[UnloadRequest | None, Body()] = None
+    name: str,
+    services: ServicesDep,
+    body: Annotated[UnloadRequest | None, Depends(json_body(UnloadRequest))],
 ) -> UnloadResponse:
     """Stop serving a model; requests already queued are answered first."""
-    return await repository.unload(runtime, name)
+    return await repository.unload(services, name)
