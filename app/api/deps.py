@@ -7,10 +7,10 @@ hop per dependency per request that costs more than the check itself.
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, UploadFile
 
 from app.batching import Gone
-from app.errors import Forbidden, NotReady, Unauthorized, UnsupportedMediaType
+from app.errors import Forbidden, InvalidInput, NotReady, Unauthorized, UnsupportedMediaType
 from app.registry import ModelRegistry
 from app.services import Services
 
@@ -35,14 +35,28 @@ async def require_json(request: Request) -> None:
         )
 
 
-async def require_multipart(request: Request) -> None:
-    """415 unless the body is ``multipart/form-data`` (checked before the body is parsed)."""
+async def require_upload(request: Request) -> None:
+    """415 unless the body is ``multipart/form-data`` or an image itself (``image/*``), checked
+    before the body is read."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "multipart/form-data":
+    if media_type != "multipart/form-data" and not media_type.startswith("image/"):
         raise UnsupportedMediaType(
-            "expected multipart/form-data with the image in a field named 'file', "
-            f"got {media_type or 'no Content-Type'!r}"
+            "expected multipart/form-data with the image in a field named 'file', or the image "
+            f"itself with its image/* Content-Type; got {media_type or 'no Content-Type'!r}"
         )
+
+
+async def upload_bytes(request: Request, file: UploadFile | None) -> bytes:
+    """The uploaded image: the multipart form's ``file``, or the body itself when it is sent
+    as ``image/*`` (422 for a form without the file)."""
+    if file is not None:
+        return await file.read()
+    if request.headers.get("content-type", "").lower().startswith("image/"):
+        return await request.body()
+    raise InvalidInput(
+        "the form has no field named 'file' holding the image",
+        errors=[{"type": "missing", "loc": ["body", "file"], "msg": "Field required"}],
+    )
 
 
 async def require_api_key(request: Request) -> None:

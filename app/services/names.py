@@ -192,6 +192,8 @@ class NameService:
     ) -> list[Answer]:
         """Folded names through the queue of the version served when they arrived."""
         net = self.net(model)
+        if len(items) == 1:  # no task of its own for the common case, one name
+            return [await net.submit(items[0].normalized, gone)]
         return list(await asyncio.gather(*(net.submit(it.normalized, gone) for it in items)))
 
     async def classify(

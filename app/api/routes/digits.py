@@ -1,17 +1,32 @@
 """Digit image routes: the answer, and the answer explained."""
 
 import base64
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 
-from app.api.deps import GoneDep, ServicesDep, require_multipart
+from app.api.deps import GoneDep, ServicesDep, require_upload, upload_bytes
 from app.api.responses import problems
 from app.schemas import DigitModel, DigitResponse
 from app.schemas_explain import DigitExplanation
 
 router = APIRouter(tags=["digits"], form_limits={"max_files": 1, "max_fields": 16})
 """An upload is one file; a few other fields (a filename, a note) are tolerated."""
+IMAGE_TYPES: Final = ("png", "jpeg", "gif", "bmp", "webp", "tiff")
+RAW_IMAGE: Final[dict[str, Any]] = {
+    "requestBody": {
+        "content": {
+            f"image/{kind}": {"schema": {"type": "string", "format": "binary"}}
+            for kind in IMAGE_TYPES
+        },
+        "description": "the image as a multipart form's field `file`, or the image itself as "
+        "the body with its image/* Content-Type (`curl --data-binary @seven.png -H "
+        "'Content-Type: image/png'`); the format is told from the bytes either way",
+    }
+}
+UploadFileDep = Annotated[
+    UploadFile | None, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF image")
+]
 
 
 @router.post(
@@ -19,12 +34,14 @@ router = APIRouter(tags=["digits"], form_limits={"max_files": 1, "max_fields": 1
     response_model=DigitResponse,
     response_model_exclude_none=True,
     responses=problems(400, 413, 415, 422, 429, 503, 504),
-    dependencies=[Depends(require_multipart)],
+    dependencies=[Depends(require_upload)],
+    openapi_extra=RAW_IMAGE,
 )
 async def classify_digit(
+    request: Request,
     services: ServicesDep,
     gone: GoneDep,
-    file: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF image")],
+    file: UploadFileDep = None,
     model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
     debug: Annotated[bool, Query(description="include the 28x28 input the model saw")] = False,
@@ -37,7 +54,7 @@ async def classify_digit(
     ] = False,
 ) -> DigitResponse:
     """Read a handwritten digit from a photo, scan or drawing."""
-    data = await file.read()
+    data = await upload_bytes(request, file)
     return await services.digits.classify(
         model, data, top_k=top_k, debug=debug, answer_anyway=answer_anyway, gone=gone
     )
@@ -53,12 +70,14 @@ async def classify_digit(
             "description": "JSON, or with format=png the overlay picture alone",
         },
     },
-    dependencies=[Depends(require_multipart)],
+    dependencies=[Depends(require_upload)],
+    openapi_extra=RAW_IMAGE,
 )
 async def explain_digit(
+    request: Request,
     services: ServicesDep,
     gone: GoneDep,
-    file: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF image")],
+    file: UploadFileDep = None,
     model: Annotated[DigitModel, Query(description="which digit network")] = "digit-resnet",
     top_k: Annotated[int, Query(ge=1, le=10)] = 3,
     format: Annotated[
@@ -66,7 +85,7 @@ async def explain_digit(
     ] = "json",
 ) -> DigitExplanation | Response:
     """Read a digit and show which pixels made the model choose it (integrated gradients)."""
-    data = await file.read()
+    data = await upload_bytes(request, file)
     explanation = await services.digits.explain(model, data, top_k=top_k, gone=gone)
     if format == "png":
         png = base64.b64decode(explanation.overlay.partition(",")[2])
