@@ -16,15 +16,16 @@ RUN TORCH_INDEX="${TORCH_INDEX}" sh deploy/install-torch.sh "${TORCH}" python
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY models ./models
-RUN pip install -c constraints.txt .
+RUN pip install -c constraints.txt '.[tracing]'
 
 FROM ${PYTHON_IMAGE}
 # `python -m app` (app/__main__.py) runs uvicorn with TINYZOO_WORKERS processes, each with its own
 # models and one torch thread: give the container as many CPUs (docker run --cpus 2) or change
 # both (-e TINYZOO_WORKERS=4). /metrics sums the workers. SIGTERM: 20 s to finish requests.
-# Memory: each worker 320 MB at rest + 192 MiB while it decodes an upload (one at a time), + 33 MB
-# once it has explained an answer (Captum and the matplotlib it imports, whose config and font
-# cache go to MPLCONFIGDIR: /tmp is writable under the Deployment's read-only root filesystem).
+# Memory (measured): each worker 321 MiB once ready, 327 MiB after 400 requests, 376 MiB once it
+# has explained an answer (Captum and the matplotlib it imports, whose config and font cache go
+# to MPLCONFIGDIR: /tmp is writable under the Deployment's read-only root filesystem), + up to
+# 202 MiB while it decodes the largest upload allowed (one at a time).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

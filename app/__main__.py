@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
+from app import tracing
 from app.connections import GuardedHTTP
 from app.settings import Settings, from_environment
 
@@ -83,6 +84,11 @@ def read_settings() -> Settings:
             given = os.environ.get(name)
             shown = "" if given is None else f"={given!r}"
             print(f"tinyzoo: bad setting {name}{shown}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        tracing.check_environment()
+    except tracing.TracingError as exc:
+        print(f"tinyzoo: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if settings.device.startswith("cuda"):
         import torch  # only where a GPU is asked for: the check needs CUDA's runtime

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import anyio.to_thread
+from opentelemetry.trace import Tracer
 
 from app.errors import (
     ClientClosedRequest,
@@ -31,6 +32,8 @@ from app.errors import (
     ModelUnavailable,
     QueueFull,
 )
+from app.logs import request_id
+from app.tracing import REQUEST_ID
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -45,6 +48,9 @@ class _Item(Generic[In, Out]):
     future: "asyncio.Future[Out]"
     gone: Gone | None = None
     enqueued: float = field(default_factory=time.perf_counter)
+    started_ns: int = 0
+    """When its batch began and ended (epoch ns, for its trace's spans)."""
+    finished_ns: int = 0
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Batcher(Generic[In, Out]):
         on_batch: Callable[[str, int, float, float], None] | None = None,
         on_drop: Callable[[str, int], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0 or timeout_s <= 0:
             raise ValueError("max_batch_size and max_queue >= 1, max_wait_ms >= 0, timeout_s > 0")
@@ -83,6 +90,8 @@ class Batcher(Generic[In, Out]):
         self.on_batch = on_batch
         self.on_drop = on_drop
         self.on_depth = on_depth
+        self.tracer = tracer
+        """When tracing: each input's wait in the queue and its batch, as spans of its request."""
         self.queue: asyncio.Queue[_Item[In, Out]] = asyncio.Queue(maxsize=max_queue)
         self.stats = BatchStats()
         self._worker: asyncio.Task[None] | None = None
@@ -164,8 +173,10 @@ class Batcher(Generic[In, Out]):
             raise self._unavailable()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
+        item = _Item(value, future, gone)
+        enqueued_ns = time.time_ns() if self.tracer is not None else 0
         try:
-            self.queue.put_nowait(_Item(value, future, gone))
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             raise self.full() from None
         if self.on_depth is not None:
@@ -174,9 +185,22 @@ class Batcher(Generic[In, Out]):
         # An expired or cancelled (client gone) future is skipped by the worker.
         timer = loop.call_later(self.timeout_s, self._expire, future)
         try:
-            return await future
+            output = await future
         finally:
             timer.cancel()
+        if self.tracer is not None:
+            self._spans(self.tracer, enqueued_ns, item)
+        return output
+
+    def _spans(self, tracer: Tracer, enqueued_ns: int, item: "_Item[In, Out]") -> None:
+        """An answered input's wait in the queue and its batch, as spans of its request."""
+        attributes = {"tinyzoo.model": self.name, REQUEST_ID: request_id.get()}
+        tracer.start_span("queue", start_time=enqueued_ns, attributes=attributes).end(
+            end_time=item.started_ns
+        )
+        tracer.start_span("model", start_time=item.started_ns, attributes=attributes).end(
+            end_time=item.finished_ns
+        )
 
     def _expire(self, future: "asyncio.Future[Out]") -> None:
         if not future.done():
@@ -243,6 +267,7 @@ class Batcher(Generic[In, Out]):
             if not batch:
                 continue
             started = time.perf_counter()
+            started_ns = time.time_ns()
             try:
                 outputs = await anyio.to_thread.run_sync(
                     self.predict_batch, [item.value for item in batch]
@@ -263,7 +288,9 @@ class Batcher(Generic[In, Out]):
             if self.on_batch is not None:
                 wait = started - min(item.enqueued for item in batch)
                 self.on_batch(self.name, len(batch), wait, elapsed)
+            finished_ns = time.time_ns()
             for item, output in zip(batch, outputs, strict=True):
+                item.started_ns, item.finished_ns = started_ns, finished_ns
                 if not item.future.done():
                     item.future.set_result(output)
             self._taken = []

@@ -10,8 +10,10 @@ from urllib.parse import parse_qs
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry.trace import TracerProvider
 from starlette.types import Receive, Scope, Send
 
+from app import tracing
 from app.api.deps import require_admin_key, require_api_key
 from app.api.protocol import protocol_errors
 from app.api.responses import problems
@@ -35,10 +37,17 @@ Every error is `application/problem+json` (RFC 9457), except on `/v2`, where it 
 protocol's `{"error": "..."}`."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
     """Build the application from ``settings`` (default: the environment); models load in the
-    lifespan."""
+    lifespan. ``tracer_provider``: where traces go (default: as the ``OTEL_*`` variables say,
+    ``app.tracing``; none, no tracing)."""
     settings = settings or from_environment()
+    own_provider = tracer_provider is None
+    if own_provider:
+        tracer_provider = tracing.provider_from_environment()
+    tracer = tracing.tracer_of(tracer_provider)
     metrics = Metrics()
     refusals = SummedWarning(  # 429s at python -m app's door
         logging.getLogger("app.access"),
@@ -49,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_format, settings.log_level)
-        services = Services.create(settings, metrics)
+        services = Services.create(settings, metrics, tracer)
         try:
             await anyio.to_thread.run_sync(services.load)
         except CheckpointError as exc:
@@ -84,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if trimmer is not None:
                 trimmer.cancel()
             await services.close()
+            if own_provider:
+                tracing.shutdown(tracer_provider)
             metrics.close()
             gc.unfreeze()
             flusher.cancel()
@@ -99,11 +110,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        # FastAPI looks up the global OpenTelemetry providers on every request unless told
-        # not to; the service's own metrics are Prometheus (/metrics).
-        telemetry=None
-        if settings.opentelemetry
-        else {"tracing": False, "metrics": False, "logs": False},
+        # Traces only when OTEL_TRACES_EXPORTER asks (app.tracing): FastAPI's server span of
+        # each request, with this app's provider. Its metrics and logs stay off: the
+        # service's metrics are Prometheus (/metrics), its logs the logging module's.
+        telemetry={
+            "tracing": tracer is not None,
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+            "tracer_provider": tracer_provider,
+            "auto_configure": False,
+        },
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -130,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(AccessMiddleware, metrics=metrics)
+    app.add_middleware(AccessMiddleware, metrics=metrics, traced=tracer is not None)
     return app
 
 

@@ -6,6 +6,7 @@ import re
 import time
 from typing import Any
 
+from opentelemetry import trace
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,6 +15,7 @@ from app.errors import BadRequest, PayloadTooLarge, ServiceError
 from app.logs import request_id as current_request_id
 from app.metrics import Metrics
 from app.problems import error_problem
+from app.tracing import REQUEST_ID
 
 access = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -24,9 +26,11 @@ class AccessMiddleware:
     make one (on ``request.state``, echoed in the response), count and time the request in the
     metrics by route template and status, and write the access log line."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, *, traced: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        self.traced = traced
+        """Whether requests are traced: the server span then carries the request id."""
         # The labelled series, looked up once per (method, route, status): prometheus-client's
         # ``labels()`` checks and locks on every call.
         self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -39,6 +43,8 @@ class AccessMiddleware:
         request_id = given if _SAFE_ID.match(given) else f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = current_request_id.set(request_id)
+        if self.traced:
+            trace.get_current_span().set_attribute(REQUEST_ID, request_id)
         started = time.perf_counter()
         status = 500
         answered = gone = False

@@ -114,11 +114,6 @@ class Settings(BaseSettings):
     memory_trim_s: float = Field(
         30.0, ge=0, description="seconds between returns of freed heap memory to the OS; 0: never"
     )
-    opentelemetry: bool = Field(
-        False,
-        description="FastAPI's own OpenTelemetry traces, metrics and logs, sent to the providers "
-        "the process configures (off: looking them up costs every request about 14 us)",
-    )
     workers: int = Field(
         1,
         ge=1,

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import numpy as np
 import torch
+from opentelemetry.trace import Tracer
 
 from app.metrics import Metrics
 from app.preprocessing import uploads
@@ -74,8 +75,11 @@ class Services:
     batching: Batching = field(init=False)
 
     @classmethod
-    def create(cls, settings: Settings, metrics: Metrics | None = None) -> "Services":
-        """The services and an empty registry (nothing loaded yet)."""
+    def create(
+        cls, settings: Settings, metrics: Metrics | None = None, tracer: Tracer | None = None
+    ) -> "Services":
+        """The services and an empty registry (nothing loaded yet); ``tracer``: spans of the
+        services' steps (``app.tracing``)."""
         if settings.threads:
             torch.set_num_threads(settings.threads)
         uploads.guard_decompression(settings.max_image_pixels)
@@ -99,7 +103,11 @@ class Services:
             settings=settings,
             registry=registry,
             digits=DigitService(
-                registry, Limits(s.max_image_pixels, s.max_decoded_bytes), explanations, cpu
+                registry,
+                Limits(s.max_image_pixels, s.max_decoded_bytes),
+                explanations,
+                cpu,
+                tracer,
             ),
             names=NameService(registry, explanations),
             chars=CharService(registry, generations, s.max_generate_chars),
@@ -116,6 +124,7 @@ class Services:
             on_batch=metrics.observe_batch if metrics else None,
             on_drop=metrics.observe_drop if metrics else None,
             on_depth=(lambda name: metrics.queue_depth.labels(name).set) if metrics else None,
+            tracer=tracer,
         )
         return services
 

@@ -5,6 +5,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from opentelemetry.trace import Tracer
+
 from app.batching import Batcher, Gone
 from app.schemas import Prediction
 from models.checkpoint import Checkpoint
@@ -43,6 +45,8 @@ class Batching:
     on_drop: Callable[[str, int], None] | None = None
     on_depth: Callable[[str], Callable[[int], None]] | None = None
     """For a model's name, what to tell of its queue's depth."""
+    tracer: Tracer | None = None
+    """When tracing: spans of each input's wait in the queue and of its batch."""
 
 
 class BatchedRunner(Generic[In]):
@@ -66,6 +70,7 @@ class BatchedRunner(Generic[In]):
             on_batch=batching.on_batch,
             on_drop=batching.on_drop,
             on_depth=None if depth is None else depth(self.name),
+            tracer=batching.tracer,
         )
 
     def score_batch(self, inputs: Sequence[In]) -> tuple[list[list[float]], list[bool]]:

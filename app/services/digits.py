@@ -19,9 +19,11 @@ import anyio.to_thread
 import cv2
 import numpy as np
 import torch
+from opentelemetry.trace import Tracer
 
 from app.batching import Gone
 from app.errors import ClientClosedRequest, InvalidInput, NoDigitFound, QueueFull
+from app.logs import request_id
 from app.preprocessing import digits, uploads
 from app.registry import ModelRegistry
 from app.schemas import DigitResponse
@@ -31,6 +33,7 @@ from app.services.common import Answer, BatchedRunner, Batching, top_predictions
 from app.services.explanations import Explanations, best, rounded
 from app.services.heatmap import overlay_png
 from app.services.limits import MAX_IMAGES
+from app.tracing import REQUEST_ID
 from models import InceptionNet
 from models.checkpoint import Checkpoint
 from models.inception_fold import FoldError, fold_inception
@@ -192,11 +195,14 @@ class DigitService:
         limits: Limits,
         explanations: Explanations,
         cpu_limiter: anyio.CapacityLimiter,
+        tracer: Tracer | None = None,
     ) -> None:
         self.registry = registry
         self.pipeline = Pipeline(limits)
         self.explanations = explanations
         self.cpu_limiter = cpu_limiter
+        self.tracer = tracer
+        """When tracing: spans of each upload's decoding and preprocessing."""
 
     def net(self, model: str) -> DigitNet:
         """The version of ``model`` served now (503 when not loaded, 404 when unknown)."""
@@ -214,7 +220,25 @@ class DigitService:
     async def prepare_upload(self, data: bytes) -> np.ndarray:
         """One upload in MNIST's form (400, 413, 415, 422): small ones on the event loop,
         large ones in a worker thread."""
-        return await self.pipeline.prepare_upload(data, self.cpu_limiter)
+        if self.tracer is None:
+            return await self.pipeline.prepare_upload(data, self.cpu_limiter)
+        return await self._prepare_traced(self.tracer, data)
+
+    async def _prepare_traced(self, tracer: Tracer, data: bytes) -> np.ndarray:
+        """``prepare_upload`` with a span for each step (decode: the header, then the pixels)."""
+        pipeline, limiter = self.pipeline, self.cpu_limiter
+        attributes = {REQUEST_ID: request_id.get()}
+        with tracer.start_as_current_span("decode", attributes=attributes):
+            upload = pipeline.open(data)
+            inline = upload.width * upload.height <= INLINE_PIXELS
+            if inline:
+                grey = pipeline.decode(upload)
+            else:
+                grey = await anyio.to_thread.run_sync(pipeline.decode, upload, limiter=limiter)
+        with tracer.start_as_current_span("preprocess", attributes=attributes):
+            if inline:
+                return pipeline.preprocess(grey)
+            return await anyio.to_thread.run_sync(pipeline.preprocess, grey, limiter=limiter)
 
     @staticmethod
     def check_pixels(pixels: np.ndarray) -> list[np.ndarray]:
