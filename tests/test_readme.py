@@ -193,3 +193,59 @@ def test_the_readme_is_a_guide_not_a_diary() -> None:
             assert phrase not in text.lower(), f"{name}: {phrase}"
     for heading in ("## How to add a model", "## Architecture", "## Configuration"):
         assert heading in README
+
+
+def _rollout_block() -> str:
+    """The ``sh`` block that rolls a version out (under "Model versions")."""
+    section = README.split("### Model versions", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readme_rolls_a_version_out_as_printed(tmp_path: Path) -> None:
+    """The roll-out commands, pasted into a shell beside a copy of the weights, against a server
+    started with an admin key, answer what the block's comment says and serve version 2."""
+    shutil.copytree(PROJECT / "weights", tmp_path / "weights")
+    port = _free_port()
+    key = "readme-secret"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYZOO_")}
+    env |= _makefile_env() | {
+        "TINYZOO_PORT": str(port),
+        "TINYZOO_WEIGHTS_DIR": str(tmp_path / "weights"),
+        "TINYZOO_ADMIN_KEY": key,
+    }
+    base = f"http://127.0.0.1:{port}"
+    block = _rollout_block()
+    (printed,) = re.findall(r"^# answers (\{.*\})$", block, flags=re.MULTILINE)
+    with (tmp_path / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + STARTUP_S
+            while True:
+                assert proc.poll() is None and time.monotonic() < deadline
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            done = subprocess.run(
+                ["bash", "-e", "-c", block.replace(URL, base)],
+                cwd=tmp_path,
+                env={**env, "TINYZOO_ADMIN_KEY": key},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout.strip().splitlines()[0]) == json.loads(printed)
+            card = httpx.get(f"{base}/models/digit-resnet", timeout=5).json()
+            assert card["version"] == "2"
+            pointer = json.loads((tmp_path / "weights/digit-resnet/model.json").read_text())
+            assert pointer == {"default_version": "2"}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
