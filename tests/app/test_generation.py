@@ -45,9 +45,17 @@ async def test_a_generation_waiting_past_the_deadline_is_a_504(
         assert admission.running == 0
 
 
+V2_FOUR_PROMPTS = {
+    "inputs": [{"name": "prompt", "shape": [4], "datatype": "BYTES", "data": ["A"] * 4}],
+    "parameters": {"max_chars": 2000},
+}
+
+
+@pytest.mark.parametrize("door", ["typed", "v2"])
 async def test_a_plain_generation_past_the_deadline_is_a_504_and_stops(
-    settings: Settings, make_client: Any
+    settings: Settings, make_client: Any, door: str
 ) -> None:
+    """Through either door: one deadline for the whole request (on /v2, four prompts)."""
     short = settings.model_copy(update={"request_timeout_s": 0.3})
     async with make_client(short) as client:
         services = client._transport.app.state.services
@@ -60,8 +68,14 @@ async def test_a_plain_generation_past_the_deadline_is_a_504_and_stops(
             return model(*args)
 
         char.model = slow
-        response = await client.post("/char-rnn/generate", json=BODY)
-        assert "deadline" in assert_problem(response, 504)["detail"]
+        if door == "typed":
+            response = await client.post("/char-rnn/generate", json=BODY)
+            assert "deadline" in assert_problem(response, 504)["detail"]
+        else:
+            url = "/v2/models/char-rnn-shakespeare/infer"
+            response = await client.post(url, json=V2_FOUR_PROMPTS)
+            assert response.status_code == 504
+            assert "deadline" in response.json()["error"]
         deadline = time.monotonic() + 5
         while services.generations.admission.running and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
