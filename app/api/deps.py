@@ -11,7 +11,6 @@ from fastapi import Depends, Request, UploadFile
 
 from app.batching import Gone
 from app.errors import Forbidden, InvalidInput, NotReady, Unauthorized, UnsupportedMediaType
-from app.registry import ModelRegistry
 from app.services import Services
 
 
@@ -82,12 +81,7 @@ async def _gone(request: Request) -> Gone:
     return request.is_disconnected
 
 
-async def _registry(request: Request) -> ModelRegistry:
-    return get_services(request).registry
-
-
 ServicesDep = Annotated[Services, Depends(_services)]
-RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
 GoneDep = Annotated[Gone, Depends(_gone)]
 """Whether the request's client has disconnected (ASGI's ``http.disconnect``), asked by the
 services before they spend work on it."""

@@ -24,34 +24,28 @@ from app.api.tensors import Encoded, InferCall, Output, Tensor, encode_response,
 from app.batching import Gone
 from app.errors import BadRequest, InvalidInput, NotFound, ServiceError
 from app.schemas_v2 import ModelMetadata, TensorMetadata
-from app.services import Services
-from app.services.char_rnn import CharModel, GenerateOptions
+from app.services import ModelView, Services
+from app.services.char_rnn import GenerateOptions
 from app.services.common import Answer
-from app.services.digits import DigitNet
 
 PLATFORM: Final = "pytorch"
 FIELD: Final = 28
 MAX_SEED: Final = 2**63 - 1
-_TRANSDUCERS: Final = frozenset({"char-rnn-hello"})
-"""Character models that map each input character to an output one; the others generate."""
 
 
-def served_version(services: Services, name: str, version: str | None) -> str:
-    """The version ``name`` serves; 404 for an unknown model or a version it does not serve,
+def served_version(services: Services, name: str, version: str | None) -> ModelView:
+    """The model ``name`` as served; 404 for an unknown model or a version it does not serve,
     503 for a model in the repository that is not loaded."""
-    served = services.registry.get(name).version
-    if version is not None and version != served:
-        raise NotFound(f"{name} serves version {served}, not {version!r}")
-    return served
+    model = services.describe(name)
+    if version is not None and version != model.version:
+        raise NotFound(f"{name} serves version {model.version}, not {version!r}")
+    return model
 
 
 def metadata(services: Services, name: str, version: str | None) -> ModelMetadata:
     """A served model's tensors: names, datatypes and shapes (-1: any size)."""
-    served = services.registry.get(name)
-    if version is not None and version != served.version:
-        raise NotFound(f"{name} serves version {served.version}, not {version!r}")
-    runner = served.runner
-    if isinstance(runner, DigitNet):
+    model = served_version(services, name, version)
+    if model.family == "digits":
         inputs = [
             TensorMetadata(
                 name="image", datatype="BYTES", shape=[-1], description="encoded images"
@@ -60,20 +54,17 @@ def metadata(services: Services, name: str, version: str | None) -> ModelMetadat
                 name="pixels", datatype="FP32", shape=[-1, FIELD, FIELD], description="MNIST form"
             ),
         ]
-        outputs = [
-            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, len(runner.labels)])
-        ]
-    elif isinstance(runner, CharModel):
-        source, target = ("text", "output") if name in _TRANSDUCERS else ("prompt", "text")
+    elif model.family == "names":
+        inputs = [TensorMetadata(name="name", datatype="BYTES", shape=[-1])]
+    else:
+        source, target = ("text", "output") if model.family == "transduce" else ("prompt", "text")
         inputs = [TensorMetadata(name=source, datatype="BYTES", shape=[-1])]
         outputs = [TensorMetadata(name=target, datatype="BYTES", shape=[-1])]
-    else:
-        inputs = [TensorMetadata(name="name", datatype="BYTES", shape=[-1])]
-        outputs = [
-            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, len(runner.labels)])
-        ]
+    if model.family in ("digits", "names"):
+        width = len(model.labels)
+        outputs = [TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, width])]
     return ModelMetadata(
-        name=name, versions=[served.version], platform=PLATFORM, inputs=inputs, outputs=outputs
+        name=name, versions=[model.version], platform=PLATFORM, inputs=inputs, outputs=outputs
     )
 
 
@@ -86,22 +77,19 @@ async def infer(
     gone: Gone | None,
 ) -> Encoded:
     """Parse a request, run it through the model's service, encode the outputs asked for."""
-    runner = services.registry.get(name).runner
-    served_version(services, name, version)
+    model = served_version(services, name, version)
     call = parse_request(body, header_length)
-    if isinstance(runner, CharModel):
-        if name in _TRANSDUCERS:
-            texts = _texts(_one_input(call, name, ("text",)))
-            steps = await services.chars.transduce(name, texts)
-            outputs = ["".join(s.output for s in row).encode() for row in steps]
-            return encode_response(
-                name, runner.version, call, {"output": Output("output", outputs)}
-            )
+    if model.family == "transduce":
+        texts = _texts(_one_input(call, name, ("text",)))
+        steps = await services.chars.transduce(name, texts)
+        outputs = ["".join(s.output for s in row).encode() for row in steps]
+        return encode_response(name, model.version, call, {"output": Output("output", outputs)})
+    if model.family == "generate":
         prompts = _texts(_one_input(call, name, ("prompt",)))
         texts = await services.chars.generate(name, prompts, _generation(call.parameters), gone)
         generated = [t.encode() for t in texts]
-        return encode_response(name, runner.version, call, {"text": Output("text", generated)})
-    if isinstance(runner, DigitNet):
+        return encode_response(name, model.version, call, {"text": Output("text", generated)})
+    if model.family == "digits":
         answers = await _digits(services, name, _one_input(call, name, ("image", "pixels")), gone)
     else:
         tensor = _one_input(call, name, ("name",))

@@ -8,7 +8,7 @@ loop) starts their queues. Settings are handed down from here, read once by the 
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import numpy as np
@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer
 from app.metrics import Metrics
 from app.preprocessing import uploads
 from app.registry import ModelRegistry, Runner, Served
-from app.services.char_rnn import CharModel, CharService
+from app.services.char_rnn import TRANSDUCERS, CharModel, CharService
 from app.services.common import Batching
 from app.services.digits import DigitNet, DigitService, Limits
 from app.services.explanations import Explanations, Steps
@@ -29,6 +29,19 @@ from models.checkpoint import Checkpoint
 from models.device import resolve_device
 
 PROBE_NAMES = ["Smith", "Nguyen"]
+Family = Literal["digits", "names", "transduce", "generate"]
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What a door needs to know of a served model: its kind, version and labels."""
+
+    name: str
+    family: Family
+    version: str
+    labels: list[str]
+
+
 DIGIT_FAMILY = frozenset({"InceptionNet", "ResNet"})
 
 
@@ -162,6 +175,24 @@ class Services:
         self.ready = False
         self.generations.close()
         await self.registry.close()
+
+    def served(self) -> list[str]:
+        """The names of the models served now."""
+        return sorted(self.registry.served)
+
+    def describe(self, name: str) -> ModelView:
+        """A served model's kind, version and labels (503 when not loaded, 404 when unknown)."""
+        served = self.registry.get(name)
+        runner = served.runner
+        family: Family
+        if isinstance(runner, DigitNet):
+            family = "digits"
+        elif isinstance(runner, NameNet):
+            family = "names"
+        else:
+            family = "transduce" if name in TRANSDUCERS else "generate"
+        labels = list(getattr(runner, "labels", []))
+        return ModelView(name, family, served.version, labels)
 
     def cards(self) -> list[dict[str, Any]]:
         """Every served model's card, by name."""

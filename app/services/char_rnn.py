@@ -9,7 +9,7 @@ when the client leaves).
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import anyio.to_thread
 import torch
@@ -128,6 +128,10 @@ class CharModel:
                 chunk = []
         if chunk:
             yield "".join(chunk)
+
+
+TRANSDUCERS: Final = frozenset({"char-rnn-hello"})
+"""Character models that map each input character to an output one; the others generate."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ async def healthz() -> Liveness:
 async def readyz(request: Request) -> Readiness:
     """200 once every model is loaded and warmed, 503 before."""
     services = get_services(request)
-    return Readiness(status="ready", models=sorted(services.registry.served))
+    return Readiness(status="ready", models=services.served())
 
 
 @router.get(
