@@ -181,6 +181,25 @@ def _problem_detail(server: str, method: str, path: str, **kwargs: Any) -> str:
     return detail
 
 
+def _the_page_sends_a_reduced_grey_drawing(page: Page, response: Any) -> None:
+    """What the page sent for its drawing: an 8-bit grey image at a third of the pad's size,
+    read as the canvas itself (its 280 x 280 RGBA PNG) is: the same digit, probability within
+    0.01."""
+    body = response.request.post_data_buffer
+    assert response.request.headers["content-type"] == "image/bmp"
+    assert body is not None and len(body) < 12_000
+    sent = Image.open(io.BytesIO(body))
+    assert (sent.format, sent.mode, sent.size) == ("BMP", "L", (93, 93))
+    canvas = page.locator("#pad").evaluate("pad => pad.toDataURL('image/png')")
+    png = base64.b64decode(canvas.partition(",")[2])
+    full = httpx.post(
+        response.url, files={"file": ("pad.png", png, "image/png")}, timeout=30
+    ).json()
+    answer = response.json()
+    assert answer["digit"] == full["digit"]
+    assert abs(answer["probability"] - full["probability"]) <= 0.01
+
+
 def test_drawn_digits_are_read(page: Page) -> None:
     result = page.locator("#digit-result")
     _draw(page, [(140, 45), (138, 235)])
@@ -198,9 +217,11 @@ def test_drawn_digits_are_read(page: Page) -> None:
     _draw(page, [(70, 60), (210, 60), (120, 240)])
     expect(result).to_have_text("7")
 
-    page.get_by_label("Model", exact=True).select_option("digit-inception")
+    with page.expect_response(lambda r: "/digit?" in r.url) as sent:
+        page.get_by_label("Model", exact=True).select_option("digit-inception")
     expect(page.locator("#digit-confidence")).to_contain_text("digit-inception")
     expect(result).to_have_text("7")
+    _the_page_sends_a_reduced_grey_drawing(page, sent.value)
 
 
 def test_uploaded_and_dropped_photos_are_read(page: Page) -> None:

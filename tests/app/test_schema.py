@@ -20,6 +20,15 @@ from app.settings import Settings
 from tests.app.conftest import write_tiny_weights
 
 EXAMPLES = 25  # per operation, so make test stays fast
+
+
+@schemathesis.serializer("image/bmp", "image/tiff")
+def _image_body(ctx: schemathesis.SerializationContext, value: object) -> bytes:
+    """A generated image body as its bytes, for the image types schemathesis has no sample of
+    (the service tells the format from the bytes and refuses what is not an image)."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 _weights = write_tiny_weights(Path(tempfile.mkdtemp(prefix="tinyzoo-schema-")))
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json", create_app(Settings(weights_dir=_weights, max_wait_ms=0.5))

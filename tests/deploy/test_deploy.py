@@ -62,7 +62,8 @@ def test_the_image_installs_torch_as_make_does_and_leaves_out_training_and_dev_t
     (torch,) = [run for run in recipe.runs if "install-torch.sh" in run]
     assert 'sh deploy/install-torch.sh "${TORCH}" python' in torch
     (project,) = [run for run in recipe.runs if run.startswith("pip install")]
-    assert project == "pip install -c constraints.txt ."  # no extras: no [train], no [dev]
+    # tracing only (the OpenTelemetry SDK, for OTEL_TRACES_EXPORTER): no [train], no [dev]
+    assert project == "pip install -c constraints.txt '.[tracing]'"
     copied = {rest.split()[0] for keyword, rest in recipe.build if keyword == "COPY"}
     assert "training" not in copied and {"app", "models"} <= copied
     ignore = (ROOT / ".dockerignore").read_text().split()
