@@ -60,7 +60,7 @@ def main() -> None:
     for seed in range(40):
         image = drawing(seed)
         for kind, data in zip(rows, (as_png(image), as_page_sends(image)), strict=True):
-            cost = median_ms(lambda d=data: pipeline.prepare(pipeline.open(d)))  # type: ignore[misc]
+            cost = median_ms(lambda d=data: pipeline.prepare(pipeline.open(d)))
             rows[kind].append((cost, len(data)))
     print("| upload of a drawing | bytes | decode + preprocess |")
     print("| --- | ---: | ---: |")
