@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
-from app.batching import Batcher
+from app.batching import ASK_GONE_AFTER_S, Batcher
 from app.errors import ClientClosedRequest, DeadlineExceeded, InferenceFailed, QueueFull
 
 pytestmark = pytest.mark.anyio
@@ -131,6 +131,7 @@ async def test_input_of_a_client_that_went_away_is_dropped_unrun() -> None:
     while batcher.depth < 2:
         await asyncio.sleep(0.001)
     connected["left"] = True  # this client hangs up while its input waits in the queue
+    await asyncio.sleep(2 * ASK_GONE_AFTER_S)  # an input is asked once it has waited this long
     recorder.release.set()
     assert await first == 2
     assert await stayed == 6
