@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import FastAPI, File, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile
 from pydantic import BaseModel
 
 app = FastAPI()
@@ -15,6 +15,12 @@ class Name(BaseModel):
 @app.post("/digit")
 async def digit(file: Annotated[UploadFile, File()]) -> dict[str, int]:
     return {"bytes": len(await file.read())}
+
+
+@app.post("/digit-raw")
+async def digit_raw(request: Request) -> dict[str, int]:
+    """The ceiling of an upload sent as the body itself (``image/*``)."""
+    return {"bytes": len(await request.body())}
 
 
 @app.post("/classify-name")

@@ -46,6 +46,7 @@ EXTENSIONS = {"photo": "jpg"}
 ENDPOINTS = {
     # key: (path, wrk script, uploads)
     "scan": ("/digit", "digit.lua", "scan"),
+    "scan, raw body": ("/digit", "digit_raw.lua", "scan"),
     "canvas": ("/digit", "digit.lua", "canvas"),
     "mnist": ("/digit", "digit.lua", "mnist"),
     "mnist, digit-inception": ("/digit?model=digit-inception", "digit.lua", "mnist"),
@@ -244,7 +245,11 @@ def servers(python: str) -> list[Server]:
             [*uvicorn, "bench.echo:app"],
             one_core,
             "/docs",
-            {**{k: "/digit" for k in digit_classes}, "classify-name": "/classify-name"},
+            {
+                **{k: "/digit" for k in digit_classes},
+                "scan, raw body": "/digit-raw",
+                "classify-name": "/classify-name",
+            },
         ),
     ]
     scaled = {k: paths[k] for k in ("scan", "classify-name")}
@@ -411,7 +416,8 @@ def measure_group(
         )
         row = (
             f"| {name} | {key} | {c} | {med.rps:,.0f} | {med.p50:.1f} | "
-            f"{med.p90:.1f} | {med.p99:.1f} | {med.errors:.0f} | {med.cpu_ms:.2f} |"
+            f"{med.p90:.1f} | {med.p99:.1f} | {med.p99 / max(med.p50, 1e-9):.1f} "
+            f"| {med.errors:.0f} | {med.cpu_ms:.2f} |"
         )
         print(row, flush=True)
         rows.append(row)
@@ -461,8 +467,8 @@ def write_results(
         f"Command: `{command}` ({args.repeats} runs of {args.seconds:g} s per cell, the one-core "
         "servers side by side; medians). Latencies in ms.",
         "",
-        "| server | uploads | clients | req/s | p50 | p90 | p99 | errors | CPU ms/req |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server | uploads | clients | req/s | p50 | p90 | p99 | p99/p50 | errors | CPU ms/req |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         "| server | start to ready | peak RSS | how digit-inception is computed |",
