@@ -53,8 +53,12 @@ class _Item(Generic[In, Out]):
     future: "asyncio.Future[Out]"
     gone: Gone | None = None
     enqueued: float = field(default_factory=time.perf_counter)
+    timer: asyncio.TimerHandle | None = None
+    """Its deadline."""
+    enqueued_ns: int = 0
+    """When it was queued, its batch began and its batch ended (epoch ns, for its trace's
+    spans; only when tracing)."""
     started_ns: int = 0
-    """When its batch began and ended (epoch ns, for its trace's spans)."""
     finished_ns: int = 0
 
 
@@ -174,33 +178,51 @@ class Batcher(Generic[In, Out]):
         ``gone`` tells whether the client has disconnected; such an input is dropped (499)
         instead of being run.
         """
+        (item,) = self._enqueue([value], gone)
+        return await self._answer(item)
+
+    async def submit_many(self, values: Sequence[In], gone: Gone | None = None) -> list[Out]:
+        """Queue several inputs at once, all of them or none (429 when the queue has no room for
+        all), and wait for their outputs. They are queued before this returns control to the
+        event loop: a request looks its model's version up and is queued on it in one step, so
+        a swap in between cannot leave it on a version that has closed."""
+        items = self._enqueue(values, gone)
+        return list(await asyncio.gather(*(self._answer(item) for item in items)))
+
+    def _enqueue(self, values: Sequence[In], gone: Gone | None) -> list["_Item[In, Out]"]:
         if self.closed:
             raise self._unavailable()
+        if self.queue.maxsize - self.queue.qsize() < len(values):
+            raise self.full()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Out] = loop.create_future()
-        item = _Item(value, future, gone)
-        enqueued_ns = time.time_ns() if self.tracer is not None else 0
-        try:
+        items = []
+        for value in values:
+            item: _Item[In, Out] = _Item(value, loop.create_future(), gone)
+            if self.tracer is not None:
+                item.enqueued_ns = time.time_ns()
             self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            raise self.full() from None
+            # A timer rather than asyncio.wait_for, which wraps every request in a task of its
+            # own. An expired or cancelled (client gone) future is skipped by the worker.
+            item.timer = loop.call_later(self.timeout_s, self._expire, item.future)
+            items.append(item)
         if self.on_depth is not None:
             self.on_depth(self.queue.qsize())
-        # A timer rather than asyncio.wait_for, which wraps every request in a task of its own.
-        # An expired or cancelled (client gone) future is skipped by the worker.
-        timer = loop.call_later(self.timeout_s, self._expire, future)
+        return items
+
+    async def _answer(self, item: "_Item[In, Out]") -> Out:
         try:
-            output = await future
+            output = await item.future
         finally:
-            timer.cancel()
+            if item.timer is not None:
+                item.timer.cancel()
         if self.tracer is not None:
-            self._spans(self.tracer, enqueued_ns, item)
+            self._spans(self.tracer, item)
         return output
 
-    def _spans(self, tracer: Tracer, enqueued_ns: int, item: "_Item[In, Out]") -> None:
+    def _spans(self, tracer: Tracer, item: "_Item[In, Out]") -> None:
         """An answered input's wait in the queue and its batch, as spans of its request."""
         attributes = {"tinyzoo.model": self.name, REQUEST_ID: request_id.get()}
-        tracer.start_span("queue", start_time=enqueued_ns, attributes=attributes).end(
+        tracer.start_span("queue", start_time=item.enqueued_ns, attributes=attributes).end(
             end_time=item.started_ns
         )
         tracer.start_span("model", start_time=item.started_ns, attributes=attributes).end(

@@ -94,3 +94,8 @@ class BatchedRunner(Generic[In]):
     async def submit(self, value: In, gone: Gone | None = None) -> Answer:
         """One input through this version's queue (429, 503, 504, 499)."""
         return await self.batcher.submit(value, gone)
+
+    async def submit_many(self, values: Sequence[In], gone: Gone | None = None) -> list[Answer]:
+        """Several inputs through this version's queue, all queued at once (429, 503, 504,
+        499)."""
+        return await self.batcher.submit_many(values, gone)

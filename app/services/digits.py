@@ -7,7 +7,6 @@ it owns the upload limits, the steps ``open`` (the header, checked against the l
 the version served now, abstention and the encoding of the answer.
 """
 
-import asyncio
 import base64
 import logging
 from collections.abc import Sequence
@@ -263,8 +262,7 @@ class DigitService:
         """Several prepared inputs, all through the version served when they arrived."""
         if len(images) > MAX_IMAGES:
             raise InvalidInput(f"{len(images)} images; at most {MAX_IMAGES} per request")
-        net = self.net(model)
-        return list(await asyncio.gather(*(net.submit(image, gone) for image in images)))
+        return await self.net(model).submit_many(images, gone)
 
     def encode(
         self,

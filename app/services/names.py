@@ -7,7 +7,6 @@ per request, characters per name, checked before any folding), the folding, the 
 the version served now and the encoding of the answer.
 """
 
-import asyncio
 import copy
 import queue
 from collections.abc import Sequence
@@ -194,7 +193,7 @@ class NameService:
         net = self.net(model)
         if len(items) == 1:  # no task of its own for the common case, one name
             return [await net.submit(items[0].normalized, gone)]
-        return list(await asyncio.gather(*(net.submit(it.normalized, gone) for it in items)))
+        return await net.submit_many([item.normalized for item in items], gone)
 
     async def classify(
         self, names: Sequence[str], top_k: int, gone: Gone | None = None

@@ -275,3 +275,17 @@ def test_pixels_out_of_range_are_refused_by_the_service() -> None:
 
     with pytest.raises(InvalidInput):
         DigitService.check_pixels(np.full((1, 28, 28), 2.0, np.float32))
+
+
+async def test_the_inputs_of_one_request_are_queued_on_one_version_at_once(
+    client: httpx.AsyncClient,
+) -> None:
+    """A request of several images looks its version up and queues them all in one step: a
+    model unloaded (or swapped) right after answers them all, it never 503s some of them."""
+    services = client._transport.app.state.services  # type: ignore[attr-defined]
+    images = [np.zeros((28, 28), np.float32)] * 3
+    answering = asyncio.ensure_future(services.digits.answers("digit-resnet", images))
+    await asyncio.sleep(0)  # the request runs until it waits for its answers
+    await services.registry.unload("digit-resnet")  # drains what was queued, then stops
+    answers = await answering
+    assert [a.version for a in answers] == ["1", "1", "1"]
