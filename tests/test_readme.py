@@ -8,6 +8,7 @@ integers as the printed one, and each float within the printed rounding (0.005);
 server-sent events the same events and the same text.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -73,13 +74,14 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m app`` from the checkout with ``make serve``'s environment; yields its URL."""
+@contextlib.contextmanager
+def _server(log_path: Path, **settings: str) -> Iterator[str]:
+    """``python -m app`` from the checkout with ``make serve``'s environment and these
+    ``TINYZOO_*`` settings, until the block ends; yields its URL once ready."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYZOO_")}
     env |= _makefile_env() | {"TINYZOO_HOST": "127.0.0.1", "TINYZOO_PORT": str(port)}
-    log_path = tmp_path_factory.mktemp("readme") / "server.log"
+    env |= settings
     base = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -100,6 +102,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server as ``make serve`` starts it; yields its URL."""
+    with _server(tmp_path_factory.mktemp("readme") / "server.log") as base:
+        yield base
 
 
 def _events(text: str) -> list[tuple[str, Any]]:
@@ -206,46 +215,24 @@ def test_the_readme_rolls_a_version_out_as_printed(tmp_path: Path) -> None:
     """The roll-out commands, pasted into a shell beside a copy of the weights, against a server
     started with an admin key, answer what the block's comment says and serve version 2."""
     shutil.copytree(PROJECT / "weights", tmp_path / "weights")
-    port = _free_port()
     key = "readme-secret"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYZOO_")}
-    env |= _makefile_env() | {
-        "TINYZOO_PORT": str(port),
-        "TINYZOO_WEIGHTS_DIR": str(tmp_path / "weights"),
-        "TINYZOO_ADMIN_KEY": key,
-    }
-    base = f"http://127.0.0.1:{port}"
     block = _rollout_block()
     (printed,) = re.findall(r"^# answers (\{.*\})$", block, flags=re.MULTILINE)
-    with (tmp_path / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stdout=log, stderr=log
+    weights = str(tmp_path / "weights")
+    log = tmp_path / "server.log"
+    with _server(log, TINYZOO_WEIGHTS_DIR=weights, TINYZOO_ADMIN_KEY=key) as base:
+        done = subprocess.run(
+            ["bash", "-e", "-c", block.replace(URL, base)],
+            cwd=tmp_path,
+            env={**os.environ, "TINYZOO_ADMIN_KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
-        try:
-            deadline = time.monotonic() + STARTUP_S
-            while True:
-                assert proc.poll() is None and time.monotonic() < deadline
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            done = subprocess.run(
-                ["bash", "-e", "-c", block.replace(URL, base)],
-                cwd=tmp_path,
-                env={**env, "TINYZOO_ADMIN_KEY": key},
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            assert done.returncode == 0, done.stderr
-            assert json.loads(done.stdout.strip().splitlines()[0]) == json.loads(printed)
-            card = httpx.get(f"{base}/models/digit-resnet", timeout=5).json()
-            assert card["version"] == "2"
-            pointer = json.loads((tmp_path / "weights/digit-resnet/model.json").read_text())
-            assert pointer == {"default_version": "2"}
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[0]) == json.loads(printed)
+        card = httpx.get(f"{base}/models/digit-resnet", timeout=5).json()
+        assert card["version"] == "2"
+    pointer = json.loads((tmp_path / "weights/digit-resnet/model.json").read_text())
+    assert pointer == {"default_version": "2"}
