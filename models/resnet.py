@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.detector import DigitDetector, mixed_log_probs
+
 
 class ResidualBlock(nn.Module):
     """relu(x + conv(relu(conv(x)))) with two 3x3 convolutions that keep shape."""
@@ -30,10 +32,17 @@ class ResNetConfig:
     conv2_channels: int = 32
     kernel_size: int = 5
     image_size: int = 28
+    detector: int = 0
+    """Hidden units of a digit detector on the features (``models.detector``); 0: none."""
 
 
 class ResNet(nn.Module):
-    """conv 1->16 k5, ResidualBlock(16), conv 16->32 k5, ResidualBlock(32), max-pool 2, fc -> 10."""
+    """conv 1->16 k5, ResidualBlock(16), conv 16->32 k5, ResidualBlock(32), max-pool 2, fc -> 10.
+
+    With ``config.detector`` units, a :class:`~models.detector.DigitDetector` reads the
+    features (``conv2``'s pooled activations, before the second residual block) and the net
+    returns the mixture's log-probabilities in place of its logits (``models.detector``).
+    """
 
     def __init__(self, config: ResNetConfig) -> None:
         super().__init__()
@@ -44,13 +53,33 @@ class ResNet(nn.Module):
         self.conv2 = nn.Conv2d(config.conv1_channels, config.conv2_channels, kernel_size=k)
         self.rblock2 = ResidualBlock(config.conv2_channels)
         side = ((config.image_size - k + 1) // 2 - k + 1) // 2  # 28 -> 24 -> 12 -> 8 -> 4
+        self.side = side
         self.fc = nn.Linear(config.conv2_channels * side * side, config.num_classes)
+        self.detector = (
+            DigitDetector(config.conv2_channels * side * side, config.detector)
+            if config.detector
+            else None
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map B x 1 x 28 x 28 normalised images to B x 10 logits."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """B x 1 x 28 x 28 normalised images -> B x 512: conv2's pooled, rectified output."""
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # B x 16 x 12 x 12
         x = self.rblock1(x)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # B x 32 x 4 x 4
+        return x.flatten(1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """B x 512 features -> B x 10 logits of the digits."""
+        x = features.view(-1, self.config.conv2_channels, self.side, self.side)
         x = self.rblock2(x)
         logits: torch.Tensor = self.fc(x.flatten(1))  # B x 512 -> B x 10
         return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map B x 1 x 28 x 28 normalised images to B x 10 logits (with a detector, the
+        mixture's log-probabilities)."""
+        features = self.features(x)
+        logits = self.classify(features)
+        if self.detector is None:
+            return logits
+        return mixed_log_probs(logits, self.detector(features))

@@ -1,10 +1,11 @@
 """Recipes for the MNIST digit nets (``digit-inception``, ``digit-resnet``)."""
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,6 +13,8 @@ from tqdm import tqdm
 
 from models import InceptionNet, InceptionNetConfig, ResNet, ResNetConfig
 from models.checkpoint import load_checkpoint
+from models.detector import DigitDetector
+from training import uploads
 from training.common import (
     History,
     Run,
@@ -59,7 +62,10 @@ class DigitRecipe:
     outlier_batch: int = 64  # outliers beside each batch of digits
     outlier_weight: float = 0.5  # weight of their loss: cross-entropy to the even spread
     init: str = ""  # start from this checkpoint's weights (a folder), to fine-tune; "" = random
-    detector: int = 0  # > 0: train only a digit detector of this many units on init's features
+    detector: int = 0  # > 0: a digit detector of this many units on the net's features
+    detector_epochs: int = 0  # its epochs after the net's (0: the recipe's epochs, with init)
+    uploads: int = 0  # renderings of each training digit as an upload (training.uploads); 0 = off
+    upload_batch: int = 64  # upload-rendered digits beside each batch of MNIST digits
 
 
 RECIPES = {
@@ -76,8 +82,16 @@ RECIPES = {
         ema_decay=0.999,
         val_size=5000,
         outliers=30_000,
+        outlier_weight=0.0,
+        uploads=2,
+        detector=128,
+        detector_epochs=4,
     ),
 }
+"""``default`` trains the net on MNIST and on MNIST rendered as uploads (``training.uploads``),
+then a digit detector on its frozen features (``models.detector``): digits, MNIST and uploads,
+against generated non-digits, plain and rendered as uploads. No outlier exposure of the net
+itself (``outlier_weight`` 0): it cost the digits accuracy."""
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -149,16 +163,57 @@ def held_out_digits(card: dict[str, Any], train: MnistSplit) -> MnistSplit:
     return MnistSplit(train.images[val_idx], train.labels[val_idx])
 
 
+def upload_pools(
+    recipe: DigitRecipe,
+    run: Run,
+    train: MnistSplit,
+    train_idx: torch.Tensor,
+    val_idx: torch.Tensor,
+    x_out: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    """The digits (and non-digits) rendered as uploads and preprocessed as the service does
+    (``training.uploads``), as float N x 1 x 28 x 28 in [0, 1]: ``train`` (``recipe.uploads``
+    renderings of each training digit, labels in ``train_labels``), ``val`` (one of each
+    held-out digit, never trained on: a held-out curve of upload accuracy) and ``outliers``
+    (one of each non-digit, for the detector). Empty when the recipe has no uploads."""
+    if not recipe.uploads:
+        return {}
+    cache = None if run.dry_run else uploads.cache_dir()
+    limit = 256 if run.dry_run else None
+    train_idx, val_idx = train_idx[:limit], val_idx[:limit]
+    images, labels = train.images.numpy(), train.labels.numpy()
+    out: dict[str, torch.Tensor] = {}
+
+    def as_float(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).float().div(255)[:, None]
+
+    copies = [
+        uploads.pool(images[train_idx], labels[train_idx], run.seed * 100 + k, cache)
+        for k in range(recipe.uploads)
+    ]
+    out["train"] = as_float(np.concatenate(copies))
+    out["train_labels"] = train.labels[train_idx].repeat(recipe.uploads)
+    if len(val_idx):
+        out["val"] = as_float(uploads.pool(images[val_idx], labels[val_idx], run.seed + 7, cache))
+        out["val_labels"] = train.labels[val_idx]
+    if x_out is not None:
+        odd = np.round(x_out[:limit, 0].numpy() * 255).astype(np.uint8)
+        out["outliers"] = as_float(uploads.pool(odd, None, run.seed + 11, cache))
+    return out
+
+
 def train_digits(run: Run) -> dict[str, Any]:
     """Train one digit net with ``run.recipe`` and write its checkpoint."""
-    arch, module_cls, config_cls = DIGIT_MODELS[run.name]
+    _arch, module_cls, config_cls = DIGIT_MODELS[run.name]
     recipe = apply_overrides(RECIPES[run.recipe], run.overrides)
     gen = seed_everything(run.seed)
     config = config_cls()
     model = module_cls(config).to(run.device)
     origin: dict[str, Any] = {}
-    if recipe.detector and (arch != "InceptionNet" or not recipe.init or not recipe.outliers):
-        raise ValueError("detector: only for digit-inception, with init= and outliers > 0")
+    if recipe.detector and not recipe.outliers:
+        raise ValueError("detector: needs outliers > 0 (the non-digits it learns to tell apart)")
+    if recipe.detector and not recipe.init and not recipe.detector_epochs:
+        raise ValueError("detector: on a trained net: init=, or detector_epochs after training")
     if recipe.init:  # fine-tune: the same architecture and config, its weights as the start
         start = load_checkpoint(Path(recipe.init), run.device)
         extra = {"detector": recipe.detector} if recipe.detector else {}
@@ -185,15 +240,17 @@ def train_digits(run: Run) -> dict[str, Any]:
         if pool
         else None
     )  # N x 1 x 28 x 28
-    if recipe.detector:
-        assert x_out is not None and isinstance(model, InceptionNet)
-        history = train_detector(model, x_train, x_out, recipe, run)
+    ups = upload_pools(recipe, run, train, train_idx, val_idx, x_out)
+    if recipe.detector and recipe.init:  # the detector alone, on the start's frozen net
+        assert x_out is not None
+        history = train_detector(model, x_train, x_out, recipe, run, ups)
         val = evaluate_digits(model, train.images[val_idx], train.labels[val_idx], run.device)
         return finish_digits(run, model, config, recipe, test, history, val["accuracy"], [], origin)
     job = run.dist
     steps_per_epoch = math.ceil(len(x_train) // job.world / recipe.batch_size)
     if run.dry_run:
-        steps_per_epoch, recipe = 1, DigitRecipe(**{**asdict(recipe), "epochs": 1})
+        steps_per_epoch = 1
+        recipe = replace(recipe, epochs=1, detector_epochs=min(1, recipe.detector_epochs))
 
     optimizer: torch.optim.Optimizer
     if recipe.optimizer == "sgd":
@@ -223,6 +280,7 @@ def train_digits(run: Run) -> dict[str, Any]:
     history = History()
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     shards: list[dict[str, Any]] = []
+    exposure = x_out is not None and recipe.outlier_weight > 0
     bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch", disable=not job.main)
     for epoch in bar:
         trained.train()
@@ -236,7 +294,14 @@ def train_digits(run: Run) -> dict[str, Any]:
             x, y = x_train[idx], y_train[idx]
             if recipe.augment:
                 x = augment(x, augment_gen)
-            if x_out is not None:  # outlier exposure: digits, then non-digits, in one pass
+            if ups:  # beside them, digits as the service reads uploads (augmented already)
+                pick = torch.randint(
+                    len(ups["train"]), (recipe.upload_batch,), generator=augment_gen
+                )
+                x = torch.cat([x, ups["train"][pick].to(run.device)])
+                y = torch.cat([y, ups["train_labels"][pick].to(run.device)])
+            if exposure:  # outlier exposure: digits, then non-digits, in one pass
+                assert x_out is not None
                 pick = torch.randint(len(x_out), (recipe.outlier_batch,), generator=augment_gen)
                 odd = augment(x_out[pick].to(run.device), augment_gen)
                 logits = trained((torch.cat([x, odd]) - MEAN) / STD)
@@ -264,19 +329,50 @@ def train_digits(run: Run) -> dict[str, Any]:
                 evaluated, train.images[val_idx], train.labels[val_idx], run.device
             )
             history.log(val_loss=val["loss"], val_accuracy=val["accuracy"])
-            bar.set_postfix(val_accuracy=f"{val['accuracy']:.4f}")
-            if best is None or val["accuracy"] >= best[0]:
+            score = val["accuracy"]
+            if "val" in ups:  # the same held-out digits, as uploads
+                up = digit_metrics(
+                    float_logits(evaluated, ups["val"], run.device), ups["val_labels"]
+                )
+                history.log(val_upload_loss=up["loss"], val_upload_accuracy=up["accuracy"])
+                score = (score + up["accuracy"]) / 2
+            bar.set_postfix(val=f"{score:.4f}")
+            if best is None or score >= best[0]:
                 state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
-                best = (val["accuracy"], state)
+                best = (score, state)
         else:
             held = evaluate_digits(evaluated, test.images, test.labels, run.device)
             history.log(test_loss=held["loss"], test_accuracy=held["accuracy"])
+    val_accuracy = None
     if best is not None:
         evaluated.load_state_dict(best[1])
-    val_accuracy = best[0] if best is not None else None
+        val_accuracy = evaluate_digits(
+            evaluated, train.images[val_idx], train.labels[val_idx], run.device
+        )["accuracy"]
+    if recipe.detector and not recipe.init:  # a detector on the trained net's features
+        assert x_out is not None
+        config = replace(config, detector=recipe.detector)
+        net = module_cls(config).to(run.device)
+        missing, _ = net.load_state_dict(evaluated.state_dict(), strict=False)
+        assert all(k.startswith("detector.") for k in missing), missing
+        detector_history = train_detector(net, x_train, x_out, recipe, run, ups)
+        for key, values in detector_history.series.items():
+            history.series[f"detector_{key}"] = values
+        evaluated = net
     return finish_digits(
         run, evaluated, config, recipe, test, history, val_accuracy, shards, origin
     )
+
+
+@torch.inference_mode()
+def float_logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """N x 10 logits of ``model`` on float N x 1 x 28 x 28 images in [0, 1]."""
+    model.eval()
+    out = [
+        model(((x[s : s + 1000] - MEAN) / STD).to(device)).float().cpu()
+        for s in range(0, len(x), 1000)
+    ]
+    return torch.cat(out)
 
 
 def finish_digits(
@@ -310,6 +406,11 @@ def finish_digits(
         },
         "data": {"dir": "mnist", "sha256": checksums(mnist_paths(run.data_dir))},
         "hyperparameters": asdict(recipe),
+        **(
+            {"uploads": {"steps": uploads.card(), "module": "training.uploads"}}
+            if recipe.uploads
+            else {}
+        ),
         **origin,
         **({"distributed": {"shards": shards}} if job.world > 1 else {}),
     }
@@ -317,48 +418,65 @@ def finish_digits(
 
 
 def train_detector(
-    model: InceptionNet,
+    model: nn.Module,
     x_train: torch.Tensor,
     x_out: torch.Tensor,
     recipe: DigitRecipe,
     run: Run,
+    ups: dict[str, torch.Tensor] | None = None,
 ) -> History:
     """Train ``model.detector`` alone (``models.detector``): digits (label 1) against generated
     non-digits (label 0), both augmented as the net's training was, on the frozen net's
-    features. Each batch weighs the two kinds equally, so the detector's odds are for an even
-    prior; the calibration fitted afterwards sets them for the mix a service sees."""
+    features; with upload pools (``upload_pools``), digits and non-digits rendered as uploads
+    beside them, so that what the service makes of a real upload reads as a digit. Each batch
+    weighs the two kinds equally, so the detector's odds are for an even prior; the calibration
+    fitted afterwards sets them for the mix a service sees."""
     detector = model.detector
-    assert detector is not None
+    assert isinstance(detector, DigitDetector)
+    ups = ups or {}
     model.requires_grad_(False)
     detector.requires_grad_(True)
     gen = torch.Generator().manual_seed(run.seed * 1009 + 17)
 
     def features(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return model.features(((x - MEAN) / STD).to(run.device))
+            return model.features(((x - MEAN) / STD).to(run.device))  # type: ignore[operator]
 
-    sample = torch.randperm(len(x_train), generator=gen)[:5000]
-    sample_out = torch.randperm(len(x_out), generator=gen)[:5000]
-    detector.standardise_on(torch.cat([features(x_train[sample]), features(x_out[sample_out])]))
+    digits_all = torch.cat([x_train.cpu(), ups["train"]]) if "train" in ups else x_train.cpu()
+    odd_all = torch.cat([x_out, ups["outliers"]]) if "outliers" in ups else x_out
+    sample = torch.randperm(len(digits_all), generator=gen)[:5000]
+    sample_out = torch.randperm(len(odd_all), generator=gen)[:5000]
+    detector.standardise_on(
+        torch.cat([features(digits_all[sample]), features(odd_all[sample_out])])
+    )
+    epochs = recipe.detector_epochs or recipe.epochs
     steps = max(1, len(x_train) // recipe.batch_size)
     if run.dry_run:
-        steps = 1
+        steps, epochs = 1, 1
     optimizer = torch.optim.AdamW(
         detector.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=recipe.lr, epochs=recipe.epochs, steps_per_epoch=steps
+        optimizer, max_lr=recipe.lr, epochs=epochs, steps_per_epoch=steps
     )
     history = History()
     model.eval()  # the net is frozen: no dropout or batch statistics to update
-    for _ in tqdm(range(1 if run.dry_run else recipe.epochs), desc=run.name, unit="epoch"):
+    for _ in tqdm(range(epochs), desc=run.name, unit="epoch"):
         perm = torch.randperm(len(x_train), generator=gen)
         loss_sum = 0.0
         for step in tqdm(range(steps), leave=False, unit="batch"):
-            digits = x_train[perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]]
+            digits = augment(
+                x_train[perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]], gen
+            )
             pick = torch.randint(len(x_out), (recipe.outlier_batch,), generator=gen)
-            odd = x_out[pick].to(run.device)
-            z = features(torch.cat([augment(digits, gen), augment(odd, gen)]))
+            odd = augment(x_out[pick].to(run.device), gen)
+            if "train" in ups:
+                pick = torch.randint(len(ups["train"]), (recipe.upload_batch,), generator=gen)
+                digits = torch.cat([digits, ups["train"][pick].to(run.device)])
+            if "outliers" in ups:
+                pick = torch.randint(len(ups["outliers"]), (recipe.outlier_batch,), generator=gen)
+                odd = torch.cat([odd, ups["outliers"][pick].to(run.device)])
+            z = features(torch.cat([digits, odd]))
             log_odds = detector(z)
             target = torch.cat([torch.ones(len(digits)), torch.zeros(len(odd))]).to(run.device)
             each = F.binary_cross_entropy_with_logits(log_odds, target, reduction="none")

@@ -129,5 +129,7 @@ def test_a_detector_needs_a_trained_net_to_sit_on(tmp_path: Path, data_dir: Path
                 str(data_dir),
                 "--set",
                 "detector=8",
+                "--set",
+                "detector_epochs=0",
             ]
         )
