@@ -440,7 +440,8 @@ def train_detector(
 
     def features(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return model.features(((x - MEAN) / STD).to(run.device))  # type: ignore[operator]
+            z: torch.Tensor = model.features(((x - MEAN) / STD).to(run.device))  # type: ignore[operator]
+            return z
 
     digits_all = torch.cat([x_train.cpu(), ups["train"]]) if "train" in ups else x_train.cpu()
     odd_all = torch.cat([x_out, ups["outliers"]]) if "outliers" in ups else x_out

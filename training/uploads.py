@@ -100,7 +100,9 @@ def _stroke_px(digit: Image) -> float:
     return float(max(1.5, min(4.0, 2 * ink.sum() / max(1, edge.sum()))))
 
 
-def _with_strokes(digit: Image, lines: Sequence[tuple[tuple[float, float], tuple[float, float]]]):
+def _with_strokes(
+    digit: Image, lines: Sequence[tuple[tuple[float, float], tuple[float, float]]]
+) -> Image:
     """The digit with straight strokes of its own pen width added (28 x 28 coordinates)."""
     big = cv2.resize(digit, None, fx=SUPER, fy=SUPER, interpolation=cv2.INTER_LINEAR)
     pen = max(1, round(_stroke_px(digit) * SUPER))
@@ -195,7 +197,7 @@ def render(
 ) -> tuple[np.ndarray, list[str]]:
     """One MNIST digit (uint8 28 x 28, ink bright) as an upload would arrive: 8-bit grey, any
     size, either polarity, possibly JPEG-decoded; and the names of the steps taken."""
-    a = digit_u8.astype(np.float32) / 255
+    a: np.ndarray = digit_u8.astype(np.float32) / 255
     taken: list[str] = []
 
     def take(name: str) -> dict[str, float] | None:
@@ -279,7 +281,7 @@ def render(
         (w, h),
         interpolation=cv2.INTER_CUBIC,
     )
-    grey = paper - (paper - ink) * a + params["texture"] * 0.3 * texture
+    grey: np.ndarray = paper - (paper - ink) * a + params["texture"] * 0.3 * texture
     if (params := take("light")) is not None:
         angle = rng.uniform(0, 2 * math.pi)
         yy, xx = np.mgrid[:h, :w].astype(np.float32)
@@ -289,11 +291,13 @@ def render(
         grey = grey + rng.normal(0, params["sigma"], grey.shape)
     if take("light-on-dark") is not None:
         grey = 255 - grey
-    out = np.clip(grey, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(grey, 0, 255).astype(np.uint8)
     if (params := take("jpeg")) is not None:
         ok, data = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, round(params["quality"])])
         assert ok
-        out = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        decoded = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        assert decoded is not None
+        out = decoded
     return out, taken
 
 
@@ -344,7 +348,8 @@ def pool(
     n = len(images)
     path = cache / f"uploads-{fingerprint(seed, n)}-{_digest(images)}.npy" if cache else None
     if path is not None and path.exists():
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     from tqdm import tqdm
 
     marks = np.full(n, -1) if labels is None else np.asarray(labels)
