@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from models.calibration import METHODS
 from models.checkpoint import load_checkpoint
 from tests.conftest import WEIGHTS
 from training.calibrate import CalibrationRefused, held_out
@@ -71,11 +72,18 @@ def test_calibration_makes_probabilities_match_test_accuracy(
             held_out(checkpoint, data_dir, torch.device("cpu"))
         return
     result = evaluated(name)
-    # every classifier's map is on the top label (the digit nets' on digits and non-digits)
-    assert result["calibration"] == "top-label isotonic"
+    assert result["calibration"] in METHODS
     assert result["test_ece_calibrated"] <= ECE_BOUNDS[name] < result["test_ece"]
-    card = checkpoint.card["calibration"]["ece"]["test"]
-    assert result["test_ece_calibrated"] == pytest.approx(card["after"], abs=1e-4)
+    assert result["test_max_probability_calibrated"] < 1.0, "a probability served as certain"
+    entry = checkpoint.card["calibration"]
+    # 2e-4: a card fitted before the cap and the soft floor (models.calibration) was measured
+    # without them; they move its test ECE by 1.5e-4 at most
+    assert result["test_ece_calibrated"] == pytest.approx(entry["ece"]["test"]["after"], abs=2e-4)
+    if "candidates" in entry:  # chosen by training.calibration_choice.RULE
+        assert result["test_top_share_calibrated"] <= 0.25, "a plateau: one value, many answers"
+        assert result["test_auroc_calibrated"] >= result["test_auroc"] - 0.005
+        table = entry["candidates"][entry["candidate"]]["test"]
+        assert result["test_auroc_calibrated"] == pytest.approx(table["auroc"], abs=1e-4)
     if name == "name-gru":
         assert result["test_answers_changed"] == 0
         assert result["test_accuracy_calibrated"] == pytest.approx(result["test_accuracy"])

@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ev)
     cal = sub.add_parser(
         "calibrate",
-        help="fit a classifier's calibration on the examples its training held out and write "
-        "it into its card.json (the weights are not touched)",
+        help="fit calibrations on the examples a classifier's training held out, choose one "
+        "there and write it into its card.json (the weights are not touched)",
     )
     cal.add_argument("name", choices=CLASSIFIERS, help="the classifier to calibrate")
     cal.add_argument(
@@ -243,18 +243,17 @@ def _calibrate(
     except (CalibrationRefused, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ece = entry["ece"]
     print(
         json.dumps(
             {
                 "name": args.name,
+                "chosen": entry["candidate"],
                 "method": entry["method"],
-                "parameters": entry["parameters"]
-                if entry["method"] == "temperature"
-                else f"{len(entry['parameters']['x'])} breakpoints",
+                "rule": entry["rule"],
                 "fitted_on": entry["fitted_on"],
-                "held_out_ece": ece["held_out"],
-                "test_ece": ece["test"],
+                "held_out_ece": entry["ece"]["held_out"],
+                "test_ece": entry["ece"]["test"],
+                "candidates": entry["candidates"],
                 "test_answers_changed": entry["test_answers_changed"],
                 "card": str(args.weights / args.name / "card.json"),
             },

@@ -1,5 +1,6 @@
-"""``python -m training calibrate NAME``: fit a checkpoint's calibration on the examples its
-training run held out, and write it into the checkpoint's card. The weights are not touched:
+"""``python -m training calibrate NAME``: fit every calibration candidate on the examples a
+checkpoint's training run held out, choose one there (``training.calibration_choice``), and
+write it into the checkpoint's card with every candidate's figures. The weights are not touched:
 ``card.json`` carries the sha256 of ``model.safetensors``, not of itself, so the checkpoint
 still loads, now with its ``calibration`` entry (``models.calibration``)."""
 
@@ -12,17 +13,17 @@ from typing import Any
 
 import torch
 
-from models.calibration import CARD_KEY, TOP_LABEL_ISOTONIC, Calibration
+from models.calibration import CARD_KEY, Calibration
 from models.checkpoint import Checkpoint, load_checkpoint, write_card
 from training.calibration import (
     BINS,
     DIGITS_REFUSED_AT_MOST,
     OUTLIER_SHARE,
     abstention_threshold,
-    expected_calibration_error,
-    fit,
-    method_for,
+    is_classifier,
+    mixes_non_digits,
 )
+from training.calibration_choice import card_figures, choose, on_test
 from training.data import checksums, load_mnist, mnist_paths, names_paths
 from training.digits import digit_logits, held_out_digits
 from training.names import held_out_name_rows, name_logits, names_test_set
@@ -89,7 +90,7 @@ def held_out(checkpoint: Checkpoint, data_dir: Path, device: torch.device) -> Ex
         "fitted a weight; the test set was not used"
     )
     logits = digit_logits(checkpoint.model, images.images, device)
-    if method_for(card) != TOP_LABEL_ISOTONIC:  # a net never shown non-digits: digits alone
+    if not mixes_non_digits(card):  # a net never shown non-digits: digits alone
         return Examples(logits, images.labels, description)
     odd = non_digit_logits(checkpoint, len(images.labels), device)
     description += (
@@ -131,16 +132,6 @@ def _check_data(card: dict[str, Any], data_dir: Path) -> None:
             f"{card['name']}: the data in {data_dir} is not what the card was trained on "
             "(sha256 differs), so its held-out split cannot be found again"
         )
-
-
-def ece_of(calibration: Calibration, examples: Examples) -> dict[str, float]:
-    """ECE of the plain softmax and of the calibrated probabilities on ``examples``."""
-    raw = torch.softmax(examples.logits.float(), dim=1)
-    calibrated = calibration.probabilities(examples.logits)
-    return {
-        "before": round(expected_calibration_error(raw, examples.targets), 6),
-        "after": round(expected_calibration_error(calibrated, examples.targets), 6),
-    }
 
 
 def changed_answers(calibration: Calibration, logits: torch.Tensor) -> int:
@@ -189,22 +180,25 @@ def abstention(
 def calibrate(
     name: str, weights_dir: Path, data_dir: Path, device: torch.device, argv: list[str]
 ) -> dict[str, Any]:
-    """Fit ``weights_dir/name``'s calibration and write it into its card; return the entry."""
+    """Choose ``weights_dir/name``'s calibration on its held-out examples and write it into its
+    card, with every candidate's figures (held-out cross-fitted; test set, reported only);
+    return the entry."""
     directory = weights_dir / name
     checkpoint = load_checkpoint(directory, device)
-    method = method_for(checkpoint.card)
-    if method is None:
+    if not is_classifier(checkpoint.card):
         raise CalibrationRefused(f"{name}: not a classifier; only classifiers are calibrated")
     fitted = held_out(checkpoint, data_dir, device)
+    choice = choose(fitted.logits, fitted.targets)
+    calibration = choice.calibration
     test = on_test_set(checkpoint, data_dir, device)
-    calibration = fit(method, fitted.logits, fitted.targets)
+    tested = on_test(choice, test.logits, test.targets)
     entry = {
         "method": calibration.method,
         "parameters": calibration.parameters(),
         "fitted_on": fitted.description,
         "examples": len(fitted.targets),
         "bins": BINS,
-        "ece": {"held_out": ece_of(calibration, fitted), "test": ece_of(calibration, test)},
+        **card_figures(choice, tested),
         "test_examples": len(test.targets),
         "test_answers_changed": changed_answers(calibration, test.logits),
         "command": shlex.join(["python", "-m", "training", *argv]),

@@ -1,37 +1,31 @@
-"""Calibration error and the fits behind ``models.calibration``: a temperature (the digit nets)
-and a top-label isotonic map (the surname net), each fitted on held-out logits."""
+"""What a calibration is judged by (calibration error, log loss, right-versus-wrong AUROC, the
+share of answers on one value) and which examples it is fitted on; the fits are in
+``training.calibration_fit`` and the choice among them in ``training.calibration_choice``."""
 
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-
-from models.calibration import TEMPERATURE, TOP_LABEL_ISOTONIC, Calibration
 
 BINS = 15
 """Equal-width bins of the top probability for the expected calibration error (Guo et al.)."""
 CLASSIFIERS = ("InceptionNet", "ResNet", "NameGRU")
 
 
-def method_for(card: dict[str, Any]) -> str | None:
-    """The calibration a checkpoint gets (None: not a classifier).
+def is_classifier(card: dict[str, Any]) -> bool:
+    """Whether a checkpoint answers with class probabilities, which a calibration maps."""
+    return card.get("architecture") in CLASSIFIERS
 
-    - name-gru: the isotonic map on the top probability. Its class-weighted loss makes its
-      probabilities speak for a balanced prior, too low for the common countries and too high
-      for the rare ones, which no single temperature fixes.
-    - A digit net trained beside generated non-digits (``outliers`` in its hyperparameters):
-      the same map, fitted on held-out digits mixed with non-digits (``OUTLIER_SHARE``). A
-      temperature fitted on digits alone sharpens every answer, a letter's included; the map
-      learns that the middling probabilities non-digits get are seldom right.
-    - A digit net that never saw non-digits: one temperature on held-out digits. It is as sure
-      of a letter as of a digit, so a mix would only blur its digits' probabilities.
-    """
-    architecture = card.get("architecture")
-    if architecture not in CLASSIFIERS:
-        return None
-    if architecture == "NameGRU" or card.get("hyperparameters", {}).get("outliers", 0):
-        return TOP_LABEL_ISOTONIC
-    return TEMPERATURE
+
+def mixes_non_digits(card: dict[str, Any]) -> bool:
+    """Whether a checkpoint is calibrated on its held-out digits mixed with generated non-digits
+    (``OUTLIER_SHARE``): a digit net trained beside non-digits (``outliers`` in its
+    hyperparameters). A map fitted on digits alone sharpens every answer, a letter's included;
+    on the mix it learns that the middling probabilities non-digits get are seldom right. A net
+    that never saw non-digits is as sure of a letter as of a digit, so a mix would only blur its
+    digits' probabilities: it is calibrated on digits alone."""
+    return card.get("architecture") != "NameGRU" and bool(
+        card.get("hyperparameters", {}).get("outliers", 0)
+    )
 
 
 ABSTAIN_BELOW = 0.15
@@ -81,52 +75,47 @@ def top_label_ece(confidence: torch.Tensor, correct: torch.Tensor, bins: int = B
     return float(gap.abs().sum() / len(confidence))
 
 
-TEMPERATURES = (0.01, 100.0)
-"""The range a fitted temperature is held to. The held-out likelihood has one optimum in log T;
-past 100 the probabilities of a net that has learnt little become equal in float32 and their
-ranking would be lost."""
+LOG_LOSS_CLIP = 1e-7
+"""About float32's spacing just below 1 (6e-8): a served 1.0 counts as 1 - 1e-7."""
 
 
-def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> Calibration:
-    """The temperature minimising the held-out negative log-likelihood (L-BFGS on log T), held
-    to ``TEMPERATURES``."""
-    logits = logits.detach().double()
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), targets)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    low, high = TEMPERATURES
-    return Calibration.with_temperature(min(max(float(log_t.detach().exp()), low), high))
+def top_log_loss(confidence: torch.Tensor, correct: torch.Tensor) -> float:
+    """Mean log loss of the N top probabilities as forecasts of whether each top label is right,
+    each held to ``[LOG_LOSS_CLIP, 1 - LOG_LOSS_CLIP]`` (a plain softmax can say 1.0 and be
+    wrong, an infinite loss)."""
+    p = confidence.double().clamp(LOG_LOSS_CLIP, 1 - LOG_LOSS_CLIP)
+    right = correct.bool()
+    return float(-torch.where(right, p.log(), (1 - p).log()).mean())
 
 
-def fit_top_label_isotonic(logits: torch.Tensor, targets: torch.Tensor) -> Calibration:
-    """The monotone map from the top softmax probability to the chance that the top label is
-    right (isotonic regression, scikit-learn's), as breakpoints. A target of -1 is an example of
-    none of the classes: every answer to it is wrong."""
-    from sklearn.isotonic import IsotonicRegression
-
-    probs = F.softmax(logits.float(), dim=1)
-    top, predicted = probs.double().max(dim=1)
-    correct = (predicted == targets).double()
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
-    iso.fit(top.numpy(), correct.numpy())
-    x, y = iso.X_thresholds_.tolist(), iso.y_thresholds_.tolist()
-    if len(x) == 1:  # every held-out example had the same top probability: a constant map
-        x, y = [0.0, 1.0], [y[0], y[0]]
-    return Calibration.top_label_isotonic(x, y)
+def auroc(confidence: torch.Tensor, correct: torch.Tensor) -> float:
+    """The chance that a right answer's top probability is above a wrong one's (ties count
+    half): the area under the ROC curve of the top probability as a right-versus-wrong score
+    (Mann-Whitney). 0.5 when every answer is right, or every one wrong."""
+    right = correct.bool()
+    n_right, n_wrong = int(right.sum()), int((~right).sum())
+    if not n_right or not n_wrong:
+        return 0.5
+    _, which, counts = torch.unique(confidence.double(), return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()  # rank of each distinct value's last answer, from 1
+    ranks = (ends - (counts - 1) / 2)[which]  # N, ties at their mean rank
+    return float((ranks[right].sum() - n_right * (n_right + 1) / 2) / (n_right * n_wrong))
 
 
-def fit(method: str, logits: torch.Tensor, targets: torch.Tensor) -> Calibration:
-    """Fit ``method`` (``models.calibration.METHODS``) on held-out N x C logits and targets."""
-    if method == TEMPERATURE:
-        return fit_temperature(logits, targets)
-    if method == TOP_LABEL_ISOTONIC:
-        return fit_top_label_isotonic(logits, targets)
-    raise ValueError(f"unknown calibration method {method!r}")
+def top_share(confidence: torch.Tensor) -> float:
+    """The share of the answers given the most common top probability (exact value)."""
+    _, counts = torch.unique(confidence, return_counts=True)
+    return float(counts.max()) / len(confidence)
+
+
+def answer_metrics(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """ECE, top-label log loss, AUROC of right versus wrong and top-value share of N x C
+    probabilities against N class indices (-1: none of the classes, every answer wrong)."""
+    confidence, predicted = probs.max(dim=1)  # N
+    correct = predicted == targets
+    return {
+        "ece": round(top_label_ece(confidence, correct), 6),
+        "log_loss": round(top_log_loss(confidence, correct), 6),
+        "auroc": round(auroc(confidence, correct), 6),
+        "top_share": round(top_share(confidence), 6),
+    }

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from models import CharRNN
 from models.calibration import Calibration
 from models.checkpoint import load_checkpoint
-from training.calibration import expected_calibration_error
+from training.calibration import answer_metrics, expected_calibration_error
 from training.char import CharLMRecipe, nats_per_char, split_text
 from training.data import (
     checksums,
@@ -69,14 +69,21 @@ def evaluate(name: str, weights_dir: Path, data_dir: Path, device: torch.device)
 def calibration_metrics(
     calibration: Calibration, logits: torch.Tensor, targets: torch.Tensor, answers: bool = False
 ) -> dict[str, Any]:
-    """ECE of the raw softmax and of the calibrated probabilities the service answers with;
-    with ``answers``, also accuracy and balanced accuracy of both and how many first labels
-    differ."""
+    """ECE, right-versus-wrong AUROC and the share of answers on the most common top value of
+    the raw softmax and of the calibrated probabilities the service answers with, and the
+    largest of those; with ``answers``, also accuracy and balanced accuracy of both and how
+    many first labels differ."""
     raw, served = F.softmax(logits.float(), dim=1), calibration.probabilities(logits)
+    before, after = answer_metrics(raw, targets), answer_metrics(served, targets)
     out: dict[str, Any] = {
         "calibration": calibration.method,
         "test_ece": expected_calibration_error(raw, targets),
         "test_ece_calibrated": expected_calibration_error(served, targets),
+        "test_auroc": before["auroc"],
+        "test_auroc_calibrated": after["auroc"],
+        "test_top_share": before["top_share"],
+        "test_top_share_calibrated": after["top_share"],
+        "test_max_probability_calibrated": float(served.max()),
     }
     if answers:
         classes = logits.shape[1]

@@ -10,7 +10,8 @@ probabilities, so nothing of the service's model code is needed beside them:
   longest, and ``lengths`` INT64 B; out ``probabilities`` FP32 B x 18.
 
 A card's ``calibration`` entry of method ``temperature`` divides the logits by its temperature
-inside the graph; any other method (the names' isotonic map) leaves the graph at the plain
+inside the graph (without the service's cap below 1, ``models.calibration.MAX_TOP``); any other
+method (class biases, a map of the top probability or log-odds) leaves the graph at the plain
 softmax, and the export writes the entry beside the model for the client to apply.
 """
 

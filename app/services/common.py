@@ -27,9 +27,10 @@ class Answer:
 
 
 def top_predictions(probs: Sequence[float], labels: list[str], k: int) -> list[Prediction]:
-    """The ``k`` likeliest labels, best first (ties in label order)."""
+    """The ``k`` likeliest labels, best first (ties in label order), each probability to 6
+    significant digits (not decimals: a label a calibration leaves 1e-9 is not shown as 0)."""
     best = sorted(range(len(labels)), key=probs.__getitem__, reverse=True)[:k]
-    return [Prediction(label=labels[i], probability=round(probs[i], 6)) for i in best]
+    return [Prediction(label=labels[i], probability=float(f"{probs[i]:.6g}")) for i in best]
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,47 @@ async def test_a_reload_serves_the_cards_new_calibration(
         name, _ = expected_name(weights)
         assert await answer() == pytest.approx(name, abs=2e-6)
         assert (await client.get("/models/name-gru")).json()["calibration"] == ISOTONIC
+
+
+async def test_no_label_is_answered_with_1_or_0(
+    make_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    weights = write_tiny_weights(tmp_path / "weights")
+    # a temperature that makes the plain softmax say 1.0, and the top log-odds map
+    calibrate(
+        weights, "digit-resnet", {"method": "temperature", "parameters": {"temperature": 1e-3}}
+    )
+    labels = load_checkpoint(weights / "name-gru").card["labels"]
+    top_map = {
+        "method": "top log-odds map",
+        "parameters": {
+            "temperature": 1e-3,
+            "biases": [0.5 - i / len(labels) for i in range(len(labels))],
+            "x": [-1.0, 0.0, 2.0],
+            "y": [-1.5, 0.5, 3.0],
+        },
+    }
+    calibrate(weights, "name-gru", top_map)
+    blob = digit_png()
+    digit, digit_plain = expected_digit(weights, blob)
+    name, name_plain = expected_name(weights)
+    for plain in (digit_plain, name_plain):  # softmax(logits / 1e-3) says 1.0
+        assert float(F.softmax(torch.tensor(plain).log() / 1e-3, dim=0).max()) == 1.0
+    async with make_client(Settings(weights_dir=weights, max_wait_ms=1.0)) as client:
+        response = await client.post(
+            "/digit", params={"top_k": 10}, files={"file": ("d.png", blob, "image/png")}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["digit"] == int(np.argmax(digit_plain))
+        served = [p["probability"] for p in body["predictions"]]
+        assert served == pytest.approx(sorted(digit, reverse=True), abs=2e-6)
+
+        response = await client.post("/classify-name", json={"name": NAME, "top_k": 18})
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        assert predictions[0]["label"] == labels[int(np.argmax(name_plain))]
+        assert by_label(predictions, labels) == pytest.approx(name, abs=2e-6)
+        served += [p["probability"] for p in predictions]
+    assert all(0 < p < 1 for p in served), served
+    assert max(served) <= 0.9999
