@@ -214,16 +214,18 @@ def train_digits(run: Run) -> dict[str, Any]:
         raise ValueError("detector: needs outliers > 0 (the non-digits it learns to tell apart)")
     if recipe.detector and not recipe.init and not recipe.detector_epochs:
         raise ValueError("detector: on a trained net: init=, or detector_epochs after training")
+    alone = bool(recipe.detector and recipe.init and not recipe.detector_epochs)
+    """A new detector on the start's frozen net, and nothing else trained."""
     if recipe.init:  # fine-tune: the same architecture and config, its weights as the start
         start = load_checkpoint(Path(recipe.init), run.device)
-        extra = {"detector": recipe.detector} if recipe.detector else {}
-        config = config_cls(**{**start.card["config"], **extra})
+        config = config_cls(**{**start.card["config"], "detector": recipe.detector if alone else 0})
         model = module_cls(config).to(run.device)
-        weights = start.model.state_dict()
-        if recipe.detector:  # a new detector on the net's own weights (any old one dropped)
-            weights = {k: v for k, v in weights.items() if not k.startswith("detector.")}
-        missing, _ = model.load_state_dict(weights, strict=not recipe.detector)
-        assert all(k.startswith("detector.") for k in missing), missing
+        # any detector the start had is dropped: a new one is trained on the new features
+        weights = {
+            k: v for k, v in start.model.state_dict().items() if not k.startswith("detector.")
+        }
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        assert not unexpected and all(k.startswith("detector.") for k in missing), missing
         origin = {"fine_tuned_from": {"weights_sha256": start.card.get("weights_sha256")}}
 
     train, test = load_mnist(run.data_dir, "train"), load_mnist(run.data_dir, "test")
@@ -241,7 +243,7 @@ def train_digits(run: Run) -> dict[str, Any]:
         else None
     )  # N x 1 x 28 x 28
     ups = upload_pools(recipe, run, train, train_idx, val_idx, x_out)
-    if recipe.detector and recipe.init:  # the detector alone, on the start's frozen net
+    if alone:
         assert x_out is not None
         history = train_detector(model, x_train, x_out, recipe, run, ups)
         val = evaluate_digits(model, train.images[val_idx], train.labels[val_idx], run.device)
@@ -349,7 +351,7 @@ def train_digits(run: Run) -> dict[str, Any]:
         val_accuracy = evaluate_digits(
             evaluated, train.images[val_idx], train.labels[val_idx], run.device
         )["accuracy"]
-    if recipe.detector and not recipe.init:  # a detector on the trained net's features
+    if recipe.detector:  # a detector on the trained net's features
         assert x_out is not None
         config = replace(config, detector=recipe.detector)
         net = module_cls(config).to(run.device)

@@ -99,7 +99,13 @@ def test_names_reader_handles_the_quirks_of_the_real_file(data_dir: Path) -> Non
 def test_a_detector_run_trains_the_detector_alone(tmp_path: Path, data_dir: Path) -> None:
     start = WEIGHTS / "digit-inception"
     args = ["digit-inception", "--out", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "1"]
-    settings = {"init": str(start), "detector": "8", "train_limit": "256", "outliers": "128"}
+    settings = {
+        "init": str(start),
+        "detector": "8",
+        "detector_epochs": "0",
+        "train_limit": "256",
+        "outliers": "128",
+    }
     for key, value in settings.items():
         args += ["--set", f"{key}={value}"]
     assert main(args) == 0
