@@ -71,7 +71,7 @@ class DigitRecipe:
 RECIPES = {
     "lecture": DigitRecipe(epochs=10, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.5),
     "default": DigitRecipe(
-        epochs=20,
+        epochs=30,
         batch_size=128,
         optimizer="adamw",
         lr=4e-3,
