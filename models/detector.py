@@ -53,3 +53,13 @@ def mixed_log_probs(logits: torch.Tensor, digit_log_odds: torch.Tensor) -> torch
     is_digit = F.logsigmoid(digit_log_odds)[:, None] + F.log_softmax(logits, dim=1)
     is_not = F.logsigmoid(-digit_log_odds)[:, None] - math.log(classes)
     return torch.logaddexp(is_digit, is_not.expand_as(is_digit))
+
+
+def detected(
+    logits: torch.Tensor, features: torch.Tensor, detector: DigitDetector | None
+) -> torch.Tensor:
+    """What a digit net answers: its logits, or with a detector the mixture's log-probabilities
+    (``mixed_log_probs``) at the detector's odds on the same input's features."""
+    if detector is None:
+        return logits
+    return mixed_log_probs(logits, detector(features))

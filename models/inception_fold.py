@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.detector import mixed_log_probs
+from models.detector import detected
 from models.inception import InceptionNet
 
 
@@ -105,10 +105,7 @@ class FoldedInception(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B x C x H x W normalised images -> B x classes logits, as the net computes them."""
         z = self.features(x)
-        logits = torch.addmm(self.b2, z, self.w2)
-        if self.detector is None:
-            return logits
-        return mixed_log_probs(logits, self.detector(z))
+        return detected(torch.addmm(self.b2, z, self.w2), z, self.detector)
 
 
 def _affine_map(

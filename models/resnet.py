@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.detector import DigitDetector, mixed_log_probs
+from models.detector import DigitDetector, detected
 
 
 class ResidualBlock(nn.Module):
@@ -79,7 +79,4 @@ class ResNet(nn.Module):
         """Map B x 1 x 28 x 28 normalised images to B x 10 logits (with a detector, the
         mixture's log-probabilities)."""
         features = self.features(x)
-        logits = self.classify(features)
-        if self.detector is None:
-            return logits
-        return mixed_log_probs(logits, self.detector(features))
+        return detected(self.classify(features), features, self.detector)

@@ -91,15 +91,13 @@ def top_log_loss(confidence: torch.Tensor, correct: torch.Tensor) -> float:
 def auroc(confidence: torch.Tensor, correct: torch.Tensor) -> float:
     """The chance that a right answer's top probability is above a wrong one's (ties count
     half): the area under the ROC curve of the top probability as a right-versus-wrong score
-    (Mann-Whitney). 0.5 when every answer is right, or every one wrong."""
+    (scikit-learn's). 0.5 when every answer is right, or every one wrong."""
+    from sklearn.metrics import roc_auc_score
+
     right = correct.bool()
-    n_right, n_wrong = int(right.sum()), int((~right).sum())
-    if not n_right or not n_wrong:
+    if bool(right.all()) or not bool(right.any()):
         return 0.5
-    _, which, counts = torch.unique(confidence.double(), return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()  # rank of each distinct value's last answer, from 1
-    ranks = (ends - (counts - 1) / 2)[which]  # N, ties at their mean rank
-    return float((ranks[right].sum() - n_right * (n_right + 1) / 2) / (n_right * n_wrong))
+    return float(roc_auc_score(right.numpy(), confidence.double().numpy()))
 
 
 def top_share(confidence: torch.Tensor) -> float:

@@ -130,14 +130,20 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def digit_logits(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """N x 10 logits (float32, on the CPU) of ``model`` on uint8 N x 28 x 28 images."""
+def float_logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """N x 10 logits (float32, on the CPU) of ``model`` on float N x 1 x 28 x 28 images in
+    [0, 1], normalised as the card says, 1,000 at a time."""
     model.eval()
     out = [
-        model(normalize(images[s : s + 1000]).to(device)).float().cpu()
-        for s in range(0, len(images), 1000)
+        model(((x[s : s + 1000] - MEAN) / STD).to(device)).float().cpu()
+        for s in range(0, len(x), 1000)
     ]
     return torch.cat(out)
+
+
+def digit_logits(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """N x 10 logits (float32, on the CPU) of ``model`` on uint8 N x 28 x 28 images."""
+    return float_logits(model, (images.float() / 255.0).unsqueeze(1), device)
 
 
 def evaluate_digits(
@@ -202,6 +208,15 @@ def upload_pools(
     return out
 
 
+def with_net(model: nn.Module, source: nn.Module) -> nn.Module:
+    """``model`` holding ``source``'s digit weights; its detector, if it has one, new (any
+    detector ``source`` had is dropped: a detector belongs to the features it was trained on)."""
+    weights = {k: v for k, v in source.state_dict().items() if not k.startswith("detector.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    assert not unexpected and all(k.startswith("detector.") for k in missing), missing
+    return model
+
+
 def train_digits(run: Run) -> dict[str, Any]:
     """Train one digit net with ``run.recipe`` and write its checkpoint."""
     _arch, module_cls, config_cls = DIGIT_MODELS[run.name]
@@ -219,13 +234,7 @@ def train_digits(run: Run) -> dict[str, Any]:
     if recipe.init:  # fine-tune: the same architecture and config, its weights as the start
         start = load_checkpoint(Path(recipe.init), run.device)
         config = config_cls(**{**start.card["config"], "detector": recipe.detector if alone else 0})
-        model = module_cls(config).to(run.device)
-        # any detector the start had is dropped: a new one is trained on the new features
-        weights = {
-            k: v for k, v in start.model.state_dict().items() if not k.startswith("detector.")
-        }
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        assert not unexpected and all(k.startswith("detector.") for k in missing), missing
+        model = with_net(module_cls(config).to(run.device), start.model)
         origin = {"fine_tuned_from": {"weights_sha256": start.card.get("weights_sha256")}}
 
     train, test = load_mnist(run.data_dir, "train"), load_mnist(run.data_dir, "test")
@@ -280,7 +289,8 @@ def train_digits(run: Run) -> dict[str, Any]:
     trained = job.wrap(model, run.device)
     augment_gen = torch.Generator().manual_seed(run.seed * 1009 + job.rank)
     history = History()
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    best: tuple[float, float, dict[str, torch.Tensor]] | None = None
+    """The kept epoch's score, its held-out MNIST accuracy, and its weights."""
     shards: list[dict[str, Any]] = []
     exposure = x_out is not None and recipe.outlier_weight > 0
     bar = tqdm(range(recipe.epochs), desc=run.name, unit="epoch", disable=not job.main)
@@ -341,22 +351,18 @@ def train_digits(run: Run) -> dict[str, Any]:
             bar.set_postfix(val=f"{score:.4f}")
             if best is None or score >= best[0]:
                 state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
-                best = (score, state)
+                best = (score, val["accuracy"], state)
         else:
             held = evaluate_digits(evaluated, test.images, test.labels, run.device)
             history.log(test_loss=held["loss"], test_accuracy=held["accuracy"])
     val_accuracy = None
     if best is not None:
-        evaluated.load_state_dict(best[1])
-        val_accuracy = evaluate_digits(
-            evaluated, train.images[val_idx], train.labels[val_idx], run.device
-        )["accuracy"]
+        _, val_accuracy, state = best
+        evaluated.load_state_dict(state)
     if recipe.detector:  # a detector on the trained net's features
         assert x_out is not None
         config = replace(config, detector=recipe.detector)
-        net = module_cls(config).to(run.device)
-        missing, _ = net.load_state_dict(evaluated.state_dict(), strict=False)
-        assert all(k.startswith("detector.") for k in missing), missing
+        net = with_net(module_cls(config).to(run.device), evaluated)
         detector_history = train_detector(net, x_train, x_out, recipe, run, ups)
         for key, values in detector_history.series.items():
             history.series[f"detector_{key}"] = values
@@ -364,17 +370,6 @@ def train_digits(run: Run) -> dict[str, Any]:
     return finish_digits(
         run, evaluated, config, recipe, test, history, val_accuracy, shards, origin
     )
-
-
-@torch.inference_mode()
-def float_logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """N x 10 logits of ``model`` on float N x 1 x 28 x 28 images in [0, 1]."""
-    model.eval()
-    out = [
-        model(((x[s : s + 1000] - MEAN) / STD).to(device)).float().cpu()
-        for s in range(0, len(x), 1000)
-    ]
-    return torch.cat(out)
 
 
 def finish_digits(
